@@ -1,0 +1,144 @@
+"""Messages between the services: workflow input, agent request, results, API bodies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from schemas.ids import DEFAULT_ORG
+
+MAX_MESSAGE_CHARS = 32_000
+
+SandboxBackend = Literal["local", "e2b"]
+
+
+class SandboxInfo(msgspec.Struct, kw_only=True, frozen=True):
+    """Where a run's code sandbox lives; what the agent needs to reach it."""
+
+    id: str
+    backend: SandboxBackend = "local"
+    url: str | None = None
+
+
+class ChatInput(msgspec.Struct, kw_only=True, frozen=True):
+    """Input of ``ChatWorkflow``; also what ``temporal workflow execute --input`` takes."""
+
+    prompt: str
+    conversation_id: str = ""
+    org: str = DEFAULT_ORG
+    callback_url: str | None = None
+    connection_id: str | None = None
+
+
+class SqlQuery(msgspec.Struct, kw_only=True, frozen=True):
+    """One SQL statement the agent ran."""
+
+    sql: str
+    row_count: int = 0
+    duration_ms: float = 0.0
+    error: str | None = None
+
+
+class ToolCall(msgspec.Struct, kw_only=True, frozen=True):
+    """One finished tool call, for the result record."""
+
+    call_id: str
+    name: str
+    input: dict[str, object] = msgspec.field(default_factory=dict)
+    output: str = ""
+    error: str | None = None
+
+
+class Usage(msgspec.Struct, kw_only=True, frozen=True):
+    """Token accounting reported by the model (zero where it reports none)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class AgentResult(msgspec.Struct, kw_only=True, frozen=True):
+    """What an agent run produced; carried by the ``done`` event and stored."""
+
+    final_answer: str
+    model: str = ""
+    sql_queries: list[SqlQuery] = msgspec.field(default_factory=list)
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+    files: list[str] = msgspec.field(default_factory=list)
+    usage: Usage = msgspec.field(default_factory=Usage)
+    sandbox: SandboxInfo | None = None
+
+
+class AgentRequest(msgspec.Struct, kw_only=True, frozen=True):
+    """Body of ``POST /ai/agent``: one attempt of one run."""
+
+    run: str
+    attempt: int
+    prompt: str
+    org: str = DEFAULT_ORG
+    callback_url: str
+    callback_token: str = ""
+    sandbox: SandboxInfo | None = None
+    connection_id: str | None = None
+
+
+class CallAgentInput(msgspec.Struct, kw_only=True, frozen=True):
+    """Input of the ``call_agent`` activity."""
+
+    run: str
+    chat: ChatInput
+    sandbox: SandboxInfo
+
+
+class SaveMessageInput(msgspec.Struct, kw_only=True, frozen=True):
+    """Input of the ``save_message`` activity; ``run`` makes the write idempotent."""
+
+    run: str
+    chat: ChatInput
+    result: AgentResult
+
+
+class TerminalInput(msgspec.Struct, kw_only=True, frozen=True):
+    """Input of the ``publish_terminal`` activity."""
+
+    run: str
+    org: str = DEFAULT_ORG
+    outcome: Literal["done", "failed", "cancelled"]
+    result: AgentResult | None = None
+    reason: str = ""
+
+
+class PostMessage(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Body of ``POST /api/messages``."""
+
+    message: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+    conversation_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+    org: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+    connection_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+
+
+class MessageAccepted(msgspec.Struct, kw_only=True, frozen=True):
+    """Answer of ``POST /api/messages``: the run has been started."""
+
+    workflow_id: str
+    conversation_id: str
+    stream_url: str
+    run_url: str
+
+
+RunState = Literal["running", "completed", "failed", "cancelled", "terminated", "timed_out"]
+
+
+class RunView(msgspec.Struct, kw_only=True, frozen=True):
+    """Answer of ``GET /api/runs/{id}``."""
+
+    workflow_id: str
+    status: RunState
+    result: AgentResult | None = None
+
+
+class ErrorBody(msgspec.Struct, kw_only=True, frozen=True):
+    """Every 4xx/5xx JSON body."""
+
+    error: str
+    detail: str = ""
