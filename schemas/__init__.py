@@ -68,6 +68,7 @@ __all__ = [
     "RunView",
     "SandboxInfo",
     "SaveMessageInput",
+    "SqlQuery",
     "Stage",
     "Status",
     "TerminalInput",

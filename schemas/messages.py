@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -45,7 +45,7 @@ class ToolCall(msgspec.Struct, kw_only=True, frozen=True):
 
     call_id: str
     name: str
-    input: dict[str, object] = msgspec.field(default_factory=dict)
+    input: dict[str, Any] = msgspec.field(default_factory=dict)
     output: str = ""
     error: str | None = None
 

@@ -1,0 +1,1 @@
+"""agentstream: local stack, CLI and infrastructure shared by the services."""

@@ -1,0 +1,32 @@
+"""Where every event is born onto NATS: one publish path for the bridge and the worker."""
+
+from __future__ import annotations
+
+from nats.js.client import JetStreamContext
+
+from schemas import BaseEvent, encode, event_type, run_subject
+
+# Carried with the message (and kept on republish and direct get) so relays can route by type
+# without decoding the payload.
+EVENT_TYPE_HEADER = "Agentstream-Type"
+
+
+def msg_id(event: BaseEvent, producer: str) -> str:
+    """The de-duplication key: a retried publish of the same event is stored once."""
+    return f"{event.run}:{producer}:{event.attempt}:{event.n}"
+
+
+async def publish_event(
+    js: JetStreamContext, org: str, event: BaseEvent, *, producer: str, timeout: float = 5.0
+) -> int:
+    """Store ``event`` in the run's subject and return its stream sequence.
+
+    Returns only after JetStream acknowledged the store, so the caller may retry on any error.
+    """
+    ack = await js.publish(
+        run_subject(org, event.run),
+        encode(event),
+        timeout=timeout,
+        headers={"Nats-Msg-Id": msg_id(event, producer), EVENT_TYPE_HEADER: event_type(event)},
+    )
+    return ack.seq

@@ -1,0 +1,83 @@
+"""Connecting to NATS and declaring the ``RUNS`` stream, shared by gateway and worker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js.api import DiscardPolicy, RePublish, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import BadRequestError
+
+STREAM_NAME = "RUNS"
+# Long enough to absorb a producer's retries after a network fault or a process restart.
+DUPLICATE_WINDOW_S = 120.0
+
+log = logging.getLogger(__name__)
+
+
+async def connect_nats(
+    url: str,
+    *,
+    name: str,
+    user: str | None = None,
+    password: str | None = None,
+    on_reconnected: Callable[[], Awaitable[None]] | None = None,
+) -> NATS:
+    """Connect with reconnects forever and every lifecycle callback logged.
+
+    ``on_reconnected`` lets a caller repair state that may have missed messages while the
+    connection was down (core subscriptions are not replayed by the server).
+    """
+
+    async def error_cb(exc: Exception) -> None:
+        log.warning("nats error (%s): %s", name, exc)
+
+    async def disconnected_cb() -> None:
+        log.warning("nats disconnected (%s)", name)
+
+    async def reconnected_cb() -> None:
+        log.info("nats reconnected (%s)", name)
+        if on_reconnected is not None:
+            await on_reconnected()
+
+    return await nats.connect(
+        url,
+        name=name,
+        user=user,
+        password=password,
+        error_cb=error_cb,
+        disconnected_cb=disconnected_cb,
+        reconnected_cb=reconnected_cb,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        # Publishes made while reconnecting are buffered up to this size, then refused.
+        pending_size=8 * 1024 * 1024,
+    )
+
+
+def runs_stream_config(max_age_s: float, replicas: int) -> StreamConfig:
+    """The ``RUNS`` stream: stored before republished to ``live.>`` so live never leads history."""
+    return StreamConfig(
+        name=STREAM_NAME,
+        subjects=["runs.>"],
+        storage=StorageType.FILE,
+        max_age=max_age_s,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        num_replicas=replicas,
+        allow_direct=True,
+        discard=DiscardPolicy.OLD,
+        republish=RePublish(src="runs.>", dest="live.>"),
+    )
+
+
+async def ensure_runs_stream(js: JetStreamContext, *, max_age_s: float, replicas: int) -> None:
+    """Create the stream, or bring an existing one's configuration up to date."""
+    config = runs_stream_config(max_age_s, replicas)
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)

@@ -1,0 +1,18 @@
+"""Code sandboxes the agent works in: one interface, a local backend (E2B to come)."""
+
+from agentstream.sandbox.base import (
+    CommandResult,
+    Sandbox,
+    SandboxError,
+    SandboxProvider,
+)
+from agentstream.sandbox.local import LocalSandbox, LocalSandboxProvider
+
+__all__ = [
+    "CommandResult",
+    "LocalSandbox",
+    "LocalSandboxProvider",
+    "Sandbox",
+    "SandboxError",
+    "SandboxProvider",
+]

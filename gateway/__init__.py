@@ -1,0 +1,1 @@
+"""Gateway: the HTTP and SSE edge of agentstream."""

@@ -1,0 +1,85 @@
+"""The gateway application: ``create_app(settings)`` and the lifespan that opens its clients."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from temporalio.client import Client as TemporalClient
+
+from agentstream.http import install_error_handlers, json_response
+from agentstream.message_store import MessageStore, open_pool
+from agentstream.nats_conn import connect_nats, ensure_runs_stream
+from agentstream.openapi_bodies import publish_body_schemas
+from agentstream.temporal_codec import data_converter
+from gateway.history import HistoryReader
+from gateway.live_hub import LiveHub
+from gateway.routes import bridge, messages, runs, stream
+from gateway.run_directory import RunDirectory
+from gateway.settings import GatewaySettings
+from gateway.state import GatewayState
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """Build the gateway; nothing connects until the server starts it."""
+    settings = settings or GatewaySettings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, GatewayState]]:
+        hub: LiveHub | None = None
+
+        async def on_reconnected() -> None:
+            if hub is not None:
+                hub.resync_all()
+
+        nc = await connect_nats(
+            settings.nats_url,
+            name="gateway",
+            user=settings.nats_user,
+            password=settings.nats_password,
+            on_reconnected=on_reconnected,
+        )
+        js = nc.jetstream()
+        pool = None
+        try:
+            await ensure_runs_stream(
+                js, max_age_s=settings.runs_max_age_s, replicas=settings.runs_replicas
+            )
+            temporal = await TemporalClient.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=data_converter,
+            )
+            pool = await open_pool(settings.database_url)
+            store = MessageStore(pool)
+            hub = LiveHub(nc, client_queue_size=settings.sse_client_queue)
+            yield {
+                "gateway": GatewayState(
+                    settings=settings,
+                    nc=nc,
+                    js=js,
+                    temporal=temporal,
+                    store=store,
+                    hub=hub,
+                    history=HistoryReader(nc),
+                    directory=RunDirectory(temporal, store),
+                )
+            }
+        finally:
+            if pool is not None:
+                await pool.close()
+            await nc.drain()
+
+    app = FastAPI(title="agentstream gateway", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    publish_body_schemas(app)
+    for module in (messages, stream, bridge, runs):
+        app.include_router(module.router)
+
+    @app.get("/healthz")
+    async def healthz() -> object:
+        """Liveness and readiness: the process serves requests."""
+        return json_response({"status": "ok"})
+
+    return app

@@ -1,0 +1,88 @@
+"""Reading a run's stored events from the ``RUNS`` stream by sequence.
+
+Uses JetStream's batched direct get (``next_by_subj`` + ``batch``): no consumer is created, so
+thousands of clients resuming at once cost the cluster only reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from agentstream.event_publisher import EVENT_TYPE_HEADER
+from agentstream.nats_conn import STREAM_NAME
+from gateway.stored_event import StoredEvent
+from schemas import run_subject_any_org
+
+_BATCH = 256
+
+
+class HistoryUnavailable(Exception):
+    """The stream did not answer a history read in time."""
+
+
+class HistoryReader:
+    """Reads runs' events after a given sequence, in order."""
+
+    def __init__(self, nc: NATS, *, timeout_s: float = 5.0, stream: str = STREAM_NAME) -> None:
+        self._nc = nc
+        self._timeout_s = timeout_s
+        self._api = f"$JS.API.DIRECT.GET.{stream}"
+
+    async def read(self, run: str, *, after: int) -> AsyncIterator[StoredEvent]:
+        """Every stored event of ``run`` whose sequence is greater than ``after``."""
+        start = after + 1
+        while True:
+            batch, pending = await self._read_batch(run, start)
+            for event in batch:
+                yield event
+            if not batch or pending == 0:
+                return
+            start = batch[-1].seq + 1
+
+    async def has_events(self, run: str) -> bool:
+        """Whether the stream holds any event of ``run``."""
+        batch, _ = await self._read_batch(run, 1, size=1)
+        return bool(batch)
+
+    async def _read_batch(
+        self, run: str, start: int, size: int = _BATCH
+    ) -> tuple[list[StoredEvent], int]:
+        """One batch from ``start``, and how many of the run's events lie beyond it."""
+        replies: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def on_reply(msg: Msg) -> None:
+            replies.put_nowait(msg)
+
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox, cb=on_reply)
+        try:
+            request = {"seq": start, "next_by_subj": run_subject_any_org(run), "batch": size}
+            await self._nc.publish(self._api, json.dumps(request).encode(), reply=inbox)
+            events: list[StoredEvent] = []
+            while True:
+                try:
+                    msg = await asyncio.wait_for(replies.get(), self._timeout_s)
+                except TimeoutError:
+                    raise HistoryUnavailable(f"no answer from stream for {run}") from None
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status == "404":
+                    return events, 0
+                if status is not None:
+                    # 204 end of batch: what is left beyond it decides whether to read on.
+                    return events, int(headers.get("Nats-Num-Pending", "0"))
+                events.append(
+                    StoredEvent(
+                        seq=int(headers["Nats-Sequence"]),
+                        prev_seq=0,
+                        type=headers.get(EVENT_TYPE_HEADER, "message"),
+                        data=msg.data,
+                    )
+                )
+        finally:
+            await sub.unsubscribe()

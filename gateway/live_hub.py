@@ -1,0 +1,144 @@
+"""Live delivery on one replica: one core subscription per watched run, fanned out in-process.
+
+No per-client JetStream consumer exists: a client costs a bounded queue here and nothing on the
+NATS cluster. A client whose queue is full is cut off (it resumes with ``Last-Event-ID``) so it can
+never slow the subscription or the other clients of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Final
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from gateway.stored_event import StoredEvent
+from schemas import live_subject_any_org
+
+log = logging.getLogger(__name__)
+
+
+class _Signal:
+    """A queue item that is not an event."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+# The client's queue overflowed: it must disconnect and resume.
+OVERFLOW: Final = _Signal("OVERFLOW")
+# Messages may have been missed (NATS reconnect, slow subscription): re-read from the stream.
+RESYNC: Final = _Signal("RESYNC")
+
+LiveItem = StoredEvent | _Signal
+
+
+class Watcher:
+    """One client's view of a run's live events."""
+
+    def __init__(self, run: str, queue_size: int) -> None:
+        self.run = run
+        self._queue: asyncio.Queue[LiveItem] = asyncio.Queue(maxsize=queue_size)
+        self.overflowed = False
+
+    def offer(self, item: LiveItem) -> None:
+        """Hand an item to the client without ever waiting on it."""
+        if self.overflowed:
+            return
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            # Make room for the one item the client must see next: the order to go away.
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(OVERFLOW)
+
+    async def get(self) -> LiveItem:
+        """The next live item, waiting for it."""
+        return await self._queue.get()
+
+
+class _RunChannel:
+    """The subscription of one run and the clients watching it on this replica."""
+
+    def __init__(self) -> None:
+        self.watchers: set[Watcher] = set()
+        self.subscription: Subscription | None = None
+        self.ready = asyncio.Event()
+
+
+class LiveHub:
+    """All live subscriptions of this replica."""
+
+    def __init__(self, nc: NATS, *, client_queue_size: int) -> None:
+        self._nc = nc
+        self._client_queue_size = client_queue_size
+        self._channels: dict[str, _RunChannel] = {}
+
+    @property
+    def watched_runs(self) -> int:
+        """How many runs have a live subscription on this replica."""
+        return len(self._channels)
+
+    @contextlib.asynccontextmanager
+    async def watch(self, run: str) -> AsyncIterator[Watcher]:
+        """Register a client for ``run``; subscribes on the first and unsubscribes after the last.
+
+        The subscription is in place (flushed to the server) before this yields, so a history
+        read started afterwards overlaps live delivery instead of leaving a hole between them.
+        """
+        watcher = Watcher(run, self._client_queue_size)
+        channel = self._channels.get(run)
+        if channel is None:
+            channel = self._channels[run] = _RunChannel()
+            channel.watchers.add(watcher)
+            try:
+                channel.subscription = await self._subscribe(run, channel)
+                await self._nc.flush()
+            finally:
+                channel.ready.set()
+        else:
+            channel.watchers.add(watcher)
+            await channel.ready.wait()
+        try:
+            yield watcher
+        finally:
+            channel.watchers.discard(watcher)
+            if not channel.watchers and self._channels.get(run) is channel:
+                del self._channels[run]
+                if channel.subscription is not None:
+                    with contextlib.suppress(Exception):
+                        await channel.subscription.unsubscribe()
+
+    async def _subscribe(self, run: str, channel: _RunChannel) -> Subscription:
+        async def deliver(msg: Msg) -> None:
+            try:
+                event = StoredEvent.from_republished(msg)
+            except (KeyError, ValueError):
+                log.warning("live message without stream headers on %s", msg.subject)
+                return
+            for watcher in tuple(channel.watchers):
+                watcher.offer(event)
+
+        return await self._nc.subscribe(
+            live_subject_any_org(run),
+            cb=deliver,
+            # A dropped message is detected by the next one's Nats-Last-Sequence and re-read.
+            pending_msgs_limit=8192,
+            pending_bytes_limit=32 * 1024 * 1024,
+        )
+
+    def resync_all(self) -> None:
+        """Tell every client that live delivery may have a hole (after a NATS reconnect)."""
+        for channel in self._channels.values():
+            for watcher in tuple(channel.watchers):
+                watcher.offer(RESYNC)

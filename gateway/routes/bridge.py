@@ -1,0 +1,72 @@
+"""``POST /api/stream/{run}/chunk``: the callback bridge from agents into NATS.
+
+It answers only after JetStream acknowledged every event of the body, so an agent that gets no
+answer can retry the same body: the events' ``Nats-Msg-Id`` makes the retry a no-op.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from fastapi import APIRouter, Header, Request
+from starlette.responses import Response
+
+from agentstream.event_publisher import publish_event
+from agentstream.http import BadRequest, PayloadTooLarge, Unauthorized, json_response, read_body
+from agentstream.openapi_bodies import json_body
+from agentstream.tokens import TokenError, verify_token
+from gateway.params import RunIdPath
+from gateway.state import State
+from schemas import Event, decode_event_batch
+
+router = APIRouter()
+
+PRODUCER = "agent"
+
+
+class Published(msgspec.Struct, frozen=True, kw_only=True):
+    """The bridge's answer: the stream sequence of each stored event, in order."""
+
+    seqs: list[int]
+
+
+@router.post(
+    "/api/stream/{run}/chunk",
+    openapi_extra=json_body(Event | list[Event]),
+    responses={200: {"description": "Stored"}, 400: {}, 401: {}, 403: {}, 413: {}},
+)
+async def publish_chunk(
+    run: RunIdPath,
+    request: Request,
+    gw: State,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Store one event or a JSON array of events of ``run``, in order."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise Unauthorized("callback token required: Authorization: Bearer <token>")
+    try:
+        claims = verify_token(gw.settings.callback_secret, authorization[7:], "callback")
+    except TokenError as exc:
+        raise Unauthorized(str(exc)) from None
+    if claims.run != run:
+        raise Unauthorized("callback token is for another run")
+    body = await read_body(request, gw.settings.max_body_bytes)
+    if not body:
+        raise BadRequest("empty body, expected an event or an array of events")
+    try:
+        events = decode_event_batch(body)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"invalid event: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+    if len(events) > gw.settings.max_events_per_post:
+        raise PayloadTooLarge(f"more than {gw.settings.max_events_per_post} events in one post")
+    for event in events:
+        if event.run != run:
+            raise BadRequest(f"event for run {event.run!r} posted to run {run!r}")
+        if event.attempt != claims.attempt:
+            raise BadRequest(f"event of attempt {event.attempt}, token of attempt {claims.attempt}")
+    # One at a time: JetStream stores them in the order their publishes arrive.
+    seqs = [await publish_event(gw.js, claims.org, event, producer=PRODUCER) for event in events]
+    return json_response(Published(seqs=seqs))

@@ -1,0 +1,42 @@
+"""What is known about a run outside its event stream: Temporal's status and the stored answer."""
+
+from __future__ import annotations
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from agentstream.message_store import MessageStore
+from schemas import RunView
+
+_STATES = {
+    WorkflowExecutionStatus.RUNNING: "running",
+    WorkflowExecutionStatus.COMPLETED: "completed",
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+    WorkflowExecutionStatus.TERMINATED: "terminated",
+    WorkflowExecutionStatus.TIMED_OUT: "timed_out",
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: "running",
+}
+
+
+class RunDirectory:
+    """Looks runs up in Temporal (status) and PostgreSQL (final answer)."""
+
+    def __init__(self, temporal: Client, store: MessageStore) -> None:
+        self._temporal = temporal
+        self._store = store
+
+    async def find(self, run: str) -> RunView | None:
+        """The run's status and result, or None when neither Temporal nor the database knows it."""
+        stored = await self._store.get(run)
+        try:
+            description = await self._temporal.get_workflow_handle(run).describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            if stored is None:
+                return None
+            # Temporal forgot the run (retention), the database did not: it completed.
+            return RunView(workflow_id=run, status="completed", result=stored.result)
+        status = _STATES.get(description.status, "running") if description.status else "running"
+        return RunView(workflow_id=run, status=status, result=stored.result if stored else None)

@@ -1,0 +1,64 @@
+"""Gateway configuration, from environment variables; defaults run the local stack."""
+
+from __future__ import annotations
+
+import msgspec
+
+from agentstream.env import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_NATS_URL,
+    DEFAULT_TEMPORAL_ADDRESS,
+    DEV_CALLBACK_SECRET,
+    env_float,
+    env_int,
+    env_opt,
+    env_str,
+)
+
+
+class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the gateway reads from its environment."""
+
+    nats_url: str = DEFAULT_NATS_URL
+    nats_user: str | None = None
+    nats_password: str | None = None
+    temporal_address: str = DEFAULT_TEMPORAL_ADDRESS
+    temporal_namespace: str = "default"
+    database_url: str = DEFAULT_DATABASE_URL
+    callback_secret: str = DEV_CALLBACK_SECRET
+    public_url: str = ""
+    runs_max_age_s: float = 86_400.0
+    runs_replicas: int = 1
+    sse_ping_s: float = 15.0
+    sse_retry_ms: int = 2_000
+    sse_client_queue: int = 1_024
+    # How long a live stream may stay silent before the gateway re-reads the stream's tail.
+    sse_idle_check_s: float = 5.0
+    sse_send_timeout_s: float = 30.0
+    sse_shutdown_grace_s: float = 5.0
+    max_body_bytes: int = 1_048_576
+    max_events_per_post: int = 500
+
+    @classmethod
+    def from_env(cls) -> GatewaySettings:
+        """Read the settings from the process environment."""
+        return cls(
+            nats_url=env_str("NATS_URL", DEFAULT_NATS_URL),
+            nats_user=env_opt("NATS_USER"),
+            nats_password=env_opt("NATS_PASSWORD"),
+            temporal_address=env_str("TEMPORAL_ADDRESS", DEFAULT_TEMPORAL_ADDRESS),
+            temporal_namespace=env_str("TEMPORAL_NAMESPACE", "default"),
+            database_url=env_str("DATABASE_URL", DEFAULT_DATABASE_URL),
+            callback_secret=env_str("CALLBACK_SECRET", DEV_CALLBACK_SECRET),
+            public_url=env_str("PUBLIC_URL", ""),
+            runs_max_age_s=env_float("RUNS_MAX_AGE_S", 86_400.0),
+            runs_replicas=env_int("RUNS_REPLICAS", 1),
+            sse_ping_s=env_float("SSE_PING_S", 15.0),
+            sse_retry_ms=env_int("SSE_RETRY_MS", 2_000),
+            sse_client_queue=env_int("SSE_CLIENT_QUEUE", 1_024),
+            sse_idle_check_s=env_float("SSE_IDLE_CHECK_S", 5.0),
+            sse_send_timeout_s=env_float("SSE_SEND_TIMEOUT_S", 30.0),
+            sse_shutdown_grace_s=env_float("SSE_SHUTDOWN_GRACE_S", 5.0),
+            max_body_bytes=env_int("MAX_BODY_BYTES", 1_048_576),
+            max_events_per_post=env_int("MAX_EVENTS_PER_POST", 500),
+        )

@@ -1,0 +1,40 @@
+"""The clients a gateway opens at start-up, handed to request handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from nats.aio.client import Client as NATS
+from nats.js.client import JetStreamContext
+from temporalio.client import Client as TemporalClient
+
+from agentstream.message_store import MessageStore
+from gateway.history import HistoryReader
+from gateway.live_hub import LiveHub
+from gateway.run_directory import RunDirectory
+from gateway.settings import GatewaySettings
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayState:
+    """Per-process clients and services, opened by the lifespan."""
+
+    settings: GatewaySettings
+    nc: NATS
+    js: JetStreamContext
+    temporal: TemporalClient
+    store: MessageStore
+    hub: LiveHub
+    history: HistoryReader
+    directory: RunDirectory
+
+
+def gateway_state(request: Request) -> GatewayState:
+    """The running gateway's state, for dependency injection."""
+    state: GatewayState = request.state.gateway
+    return state
+
+
+State = Annotated[GatewayState, Depends(gateway_state)]

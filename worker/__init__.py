@@ -1,0 +1,1 @@
+"""Temporal worker: the run workflow and its activities."""

@@ -1,0 +1,92 @@
+"""The worker process: one Temporal worker per served org, sharing one set of clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from temporalio.client import Client as TemporalClient
+from temporalio.worker import Worker
+
+from agentstream.message_store import MessageStore, open_pool
+from agentstream.nats_conn import connect_nats
+from agentstream.sandbox import LocalSandboxProvider
+from agentstream.temporal_codec import data_converter
+from schemas import require_id, task_queue
+from worker.activities import RunActivities
+from worker.settings import WorkerSettings
+from worker.workflows import ChatWorkflow
+
+log = logging.getLogger(__name__)
+
+
+async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
+    """Serve the orgs' task queues until ``stop`` is set, then drain and close every client."""
+    for org in settings.orgs:
+        require_id("org", org)
+    nc = await connect_nats(
+        settings.nats_url, name="worker", user=settings.nats_user, password=settings.nats_password
+    )
+    pool = await open_pool(settings.database_url)
+    # No client-side retries and no read timeout: Temporal owns both (retry policy, heartbeats).
+    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+    try:
+        temporal = await TemporalClient.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=data_converter,
+        )
+        activities = RunActivities(
+            js=nc.jetstream(),
+            store=MessageStore(pool),
+            sandboxes=LocalSandboxProvider(Path(settings.sandbox_root)),
+            http=http,
+            agent_url=settings.agent_url,
+            gateway_url=settings.gateway_url,
+            callback_secret=settings.callback_secret,
+            heartbeat_s=settings.heartbeat_s,
+        )
+        workers = [
+            Worker(
+                temporal,
+                task_queue=task_queue(org),
+                workflows=[ChatWorkflow],
+                activities=[
+                    activities.create_sandbox,
+                    activities.call_agent,
+                    activities.save_message,
+                    activities.publish_terminal,
+                    activities.destroy_sandbox,
+                ],
+                graceful_shutdown_timeout=timedelta(seconds=5),
+            )
+            for org in settings.orgs
+        ]
+        async with contextlib.AsyncExitStack() as stack:
+            for worker in workers:
+                await stack.enter_async_context(worker)
+            log.info("worker ready: task queues %s", ", ".join(w.task_queue for w in workers))
+            print(f"worker ready: {', '.join(task_queue(o) for o in settings.orgs)}", flush=True)
+            await stop.wait()
+    finally:
+        await http.aclose()
+        await pool.close()
+        await nc.drain()
+
+
+def main(settings: WorkerSettings) -> None:
+    """Run the worker until SIGINT or SIGTERM."""
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(serve())

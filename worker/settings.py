@@ -1,0 +1,52 @@
+"""Worker configuration, from environment variables; defaults run the local stack."""
+
+from __future__ import annotations
+
+import msgspec
+
+from agentstream.env import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_NATS_URL,
+    DEFAULT_TEMPORAL_ADDRESS,
+    DEV_CALLBACK_SECRET,
+    env_float,
+    env_list,
+    env_opt,
+    env_str,
+)
+from schemas import DEFAULT_ORG
+
+
+class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the worker reads from its environment."""
+
+    orgs: list[str] = msgspec.field(default_factory=lambda: [DEFAULT_ORG])
+    nats_url: str = DEFAULT_NATS_URL
+    nats_user: str | None = None
+    nats_password: str | None = None
+    temporal_address: str = DEFAULT_TEMPORAL_ADDRESS
+    temporal_namespace: str = "default"
+    database_url: str = DEFAULT_DATABASE_URL
+    callback_secret: str = DEV_CALLBACK_SECRET
+    agent_url: str = "http://127.0.0.1:8100"
+    gateway_url: str = "http://127.0.0.1:8000"
+    sandbox_root: str = ".run/sandboxes"
+    heartbeat_s: float = 2.0
+
+    @classmethod
+    def from_env(cls) -> WorkerSettings:
+        """Read the settings from the process environment."""
+        return cls(
+            orgs=env_list("WORKER_ORGS", [DEFAULT_ORG]),
+            nats_url=env_str("NATS_URL", DEFAULT_NATS_URL),
+            nats_user=env_opt("NATS_USER"),
+            nats_password=env_opt("NATS_PASSWORD"),
+            temporal_address=env_str("TEMPORAL_ADDRESS", DEFAULT_TEMPORAL_ADDRESS),
+            temporal_namespace=env_str("TEMPORAL_NAMESPACE", "default"),
+            database_url=env_str("DATABASE_URL", DEFAULT_DATABASE_URL),
+            callback_secret=env_str("CALLBACK_SECRET", DEV_CALLBACK_SECRET),
+            agent_url=env_str("AGENT_URL", "http://127.0.0.1:8100"),
+            gateway_url=env_str("GATEWAY_URL", "http://127.0.0.1:8000"),
+            sandbox_root=env_str("SANDBOX_ROOT", ".run/sandboxes"),
+            heartbeat_s=env_float("WORKER_HEARTBEAT_S", 2.0),
+        )
