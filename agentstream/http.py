@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from schemas import ErrorBody, encode
+from schemas import ErrorBody, InvalidIdError, encode
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,9 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return error_response(400, "bad_request", problems)
 
+    async def on_invalid_id(_: Request, exc: Exception) -> Response:
+        return error_response(400, "bad_request", str(exc))
+
     async def on_unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
         return error_response(500, "internal_error")
@@ -138,4 +141,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, on_service_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(InvalidIdError, on_invalid_id)
     app.add_exception_handler(Exception, on_unexpected)

@@ -9,12 +9,14 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from langchain.chat_models import init_chat_model
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, tool
 
 from tests.fakes.openai_server import (
@@ -29,12 +31,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-async def fake() -> FakeOpenAIServer:
+def fake() -> FakeOpenAIServer:
+    """A fresh fake per test, so recorded requests never leak between tests."""
     return FakeOpenAIServer()
 
 
 @pytest.fixture
 async def base_url(fake: FakeOpenAIServer) -> AsyncIterator[str]:
+    """The OpenAI base URL of `fake`, served on loopback for the test."""
     async with run_openai_server(fake) as url:
         yield url
 
@@ -64,8 +68,9 @@ def sandbox_tools(root: Path) -> list[BaseTool]:
 
 
 async def stream_turn(
-    model: BaseChatModel, messages: list[BaseMessage], **kwargs: object
+    model: Runnable[LanguageModelInput, Any], messages: list[BaseMessage], **kwargs: Any
 ) -> list[AIMessageChunk]:
+    """Stream one model turn and return its chunks, checking each is a message chunk."""
     chunks: list[AIMessageChunk] = []
     async for chunk in model.astream(messages, **kwargs):
         assert isinstance(chunk, AIMessageChunk)
@@ -74,6 +79,7 @@ async def stream_turn(
 
 
 def aggregate(chunks: list[AIMessageChunk]) -> AIMessageChunk:
+    """Merge streamed chunks the way LangChain does, reassembling tool-call arguments."""
     total = chunks[0]
     for chunk in chunks[1:]:
         total += chunk

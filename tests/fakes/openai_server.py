@@ -125,6 +125,10 @@ def _argument_fragments(arguments: str) -> list[str]:
     return [arguments[i : i + step] for i in range(0, len(arguments), step)]
 
 
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _usage(prompt_tokens: int, completion_tokens: int) -> JSONObject:
     return {
         "prompt_tokens": prompt_tokens,
@@ -196,10 +200,6 @@ def _deltas(reply: Reply) -> tuple[list[JSONObject], str]:
         return [opening, *fragments], "tool_calls"
     opening = {"role": "assistant", "content": "", "refusal": None}
     return [opening, *({"content": piece} for piece in _text_pieces(reply))], "stop"
-
-
-def _compact_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 def _sse(payload: JSONObject | str) -> bytes:
@@ -336,17 +336,24 @@ async def _start(server: _ScriptedUvicorn) -> tuple[asyncio.Task[None], int]:
     sock = socket.create_server((HOST, server.config.port))
     serve_task = asyncio.create_task(server.serve(sockets=[sock]))
     started = asyncio.create_task(server.started_event.wait())
-    done, _ = await asyncio.wait(
-        {started, serve_task}, timeout=_STARTUP_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
-    )
-    started.cancel()
-    if started not in done:
-        server.should_exit = True
-        # Surfaces the crash, if serving failed, as the real cause.
-        await asyncio.wait_for(serve_task, _SHUTDOWN_TIMEOUT_S)
+    try:
+        # Also waiting on serve_task means a crash during startup ends the wait at once.
+        await asyncio.wait(
+            {started, serve_task}, timeout=_STARTUP_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        started.cancel()
+    if not server.started_event.is_set():
+        # Awaiting the task re-raises its crash, if that is why startup failed.
+        await _stop(server, serve_task)
         raise RuntimeError(f"fake OpenAI server did not start within {_STARTUP_TIMEOUT_S}s")
     port: int = server.servers[0].sockets[0].getsockname()[1]
     return serve_task, port
+
+
+async def _stop(server: _ScriptedUvicorn, serve_task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    await asyncio.wait_for(serve_task, _SHUTDOWN_TIMEOUT_S)
 
 
 def _config(app: Starlette, port: int, **options: Any) -> uvicorn.Config:
@@ -376,12 +383,11 @@ async def run_openai_server(
     try:
         yield f"http://{HOST}:{bound_port}/v1"
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(serve_task, _SHUTDOWN_TIMEOUT_S)
+        await _stop(server, serve_task)
 
 
-async def serve_forever(port: int = 0) -> None:
-    """Serve until SIGINT/SIGTERM, first printing ``listening on http://127.0.0.1:PORT``."""
+async def _serve_until_signalled(port: int) -> None:
+    # The readiness line lets a parent process wait for it without polling the port.
     # Warnings only, so stdout carries nothing but the readiness line.
     server = _ScriptedUvicorn(
         _config(FakeOpenAIServer().app, port, log_level="warning"), handle_signals=True
@@ -397,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one")
     args = parser.parse_args(argv)
     try:
-        asyncio.run(serve_forever(args.port))
+        asyncio.run(_serve_until_signalled(args.port))
     except KeyboardInterrupt:
         # uvicorn re-raises SIGINT once its graceful shutdown is done; a traceback would be noise.
         raise SystemExit(130) from None

@@ -1,0 +1,139 @@
+"""The agent service: ``POST /ai/agent`` runs one attempt; ``.../cancel`` stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path as FsPath
+from typing import Annotated
+
+import httpx
+from fastapi import FastAPI, Path, Request
+from starlette.responses import Response
+
+from agent.model import build_model
+from agent.runner import AgentRunner
+from agent.settings import AgentSettings
+from agentstream.http import (
+    Conflict,
+    NotFound,
+    Unavailable,
+    decode_body,
+    install_error_handlers,
+    json_response,
+    read_body,
+)
+from agentstream.openapi_bodies import json_body, publish_body_schemas
+from agentstream.sandbox import LocalSandboxProvider
+from schemas import ID_PATTERN, AgentRequest, require_id
+
+log = logging.getLogger(__name__)
+
+
+class RunningRuns:
+    """The attempts in progress, by run, so they can be cancelled and never overlap."""
+
+    def __init__(self, limit: int) -> None:
+        self._tasks: dict[str, asyncio.Task[object]] = {}
+        self._limit = limit
+
+    def start(self, run: str, task: asyncio.Task[object]) -> None:
+        """Track ``task``; an older attempt of the same run is cancelled, never run alongside."""
+        if run not in self._tasks and len(self._tasks) >= self._limit:
+            task.cancel()
+            raise Unavailable(f"agent busy: {self._limit} runs in progress")
+        previous = self._tasks.get(run)
+        if previous is not None:
+            previous.cancel()
+        self._tasks[run] = task
+
+    def finish(self, run: str, task: asyncio.Task[object]) -> None:
+        """Forget ``task`` once it ended."""
+        if self._tasks.get(run) is task:
+            del self._tasks[run]
+
+    def cancel(self, run: str) -> bool:
+        """Cancel the run's attempt; False when none is in progress."""
+        task = self._tasks.get(run)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+
+async def _cancel_on_disconnect(request: Request, task: asyncio.Task[object]) -> None:
+    """A caller that went away (a crashed worker) no longer wants the attempt."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            task.cancel()
+            return
+
+
+def create_app(settings: AgentSettings | None = None) -> FastAPI:
+    """Build the agent service; the model and clients open when the server starts."""
+    settings = settings or AgentSettings.from_env()
+    runs = RunningRuns(settings.max_concurrent_runs)
+    runner_box: dict[str, AgentRunner] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        model, model_name = build_model(settings)
+        # Retries are the chunk sink's (same events, de-duplicated) and Temporal's, not httpx's.
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
+            runner_box["runner"] = AgentRunner(
+                model=model,
+                model_name=model_name,
+                sandboxes=LocalSandboxProvider(FsPath(settings.sandbox_root)),
+                http=http,
+                settings=settings,
+            )
+            yield
+
+    app = FastAPI(title="agentstream agent", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    publish_body_schemas(app)
+
+    @app.post(
+        "/ai/agent",
+        openapi_extra=json_body(AgentRequest),
+        responses={200: {"description": "AgentResult"}, 400: {}, 409: {}, 413: {}, 503: {}},
+    )
+    async def run_agent(request: Request) -> Response:
+        """Run one attempt and answer with its ``AgentResult`` once every event is stored."""
+        body = decode_body(await read_body(request, settings.max_body_bytes), AgentRequest)
+        require_id("run", body.run)
+        task: asyncio.Task[object] = asyncio.create_task(runner_box["runner"].run(body))
+        runs.start(body.run, task)
+        watcher = asyncio.create_task(_cancel_on_disconnect(request, task))
+        try:
+            result = await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            raise Conflict(f"run {body.run} attempt {body.attempt} was cancelled") from None
+        finally:
+            watcher.cancel()
+            runs.finish(body.run, task)
+        return json_response(result)
+
+    @app.post(
+        "/ai/agent/{run}/cancel",
+        status_code=202,
+        responses={202: {}, 404: {}},
+    )
+    async def cancel_agent(run: Annotated[str, Path(pattern=ID_PATTERN)]) -> Response:
+        """Stop the run's attempt in progress."""
+        if not runs.cancel(run):
+            raise NotFound(f"no attempt of {run} in progress")
+        return json_response({"cancelled": run}, 202)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        """Liveness and readiness."""
+        return json_response({"status": "ok"})
+
+    return app

@@ -1,0 +1,107 @@
+"""Running one attempt of one run: the LangChain agent, its stream, and its result."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+from langchain.agents import create_agent
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk
+
+from agent.chunk_sink import ChunkSink
+from agent.settings import AgentSettings
+from agent.tools import ToolRecorder, sandbox_tools
+from agentstream.sandbox import SandboxProvider
+from schemas import AgentRequest, AgentResult, Stage, Status, Usage
+
+log = logging.getLogger(__name__)
+
+SYSTEM_PROMPT = (
+    "You are a capable software and data agent. You work in a sandbox: write files, run "
+    "commands, inspect results, then answer the user clearly and concisely."
+)
+
+
+def _text_of(content: Any) -> str:
+    """The text parts of a message's content (a string or a list of content blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            block.get("text", "") if isinstance(block, dict) else str(block) for block in content
+        )
+    return ""
+
+
+class AgentRunner:
+    """Runs attempts with one model and sandbox backend, streaming to the callback bridge."""
+
+    def __init__(
+        self,
+        *,
+        model: BaseChatModel,
+        model_name: str,
+        sandboxes: SandboxProvider,
+        http: httpx.AsyncClient,
+        settings: AgentSettings,
+    ) -> None:
+        self._model = model
+        self._model_name = model_name
+        self._sandboxes = sandboxes
+        self._http = http
+        self._settings = settings
+
+    async def run(self, request: AgentRequest) -> AgentResult:
+        """Run the agent on ``request`` and return its result once every event is stored."""
+        settings = self._settings
+        async with ChunkSink(
+            self._http,
+            url=request.callback_url,
+            token=request.callback_token,
+            run=request.run,
+            attempt=request.attempt,
+            flush_interval_s=settings.flush_interval_s,
+            max_chars=settings.flush_max_chars,
+        ) as sink:
+            await sink.emit(
+                Status(run=request.run, stage=Stage.AGENT_STARTED, model=self._model_name)
+            )
+            sandbox = await self._sandboxes.connect(request.sandbox) if request.sandbox else None
+            recorder = ToolRecorder(sink)
+            tools = (
+                sandbox_tools(sandbox, recorder, command_timeout_s=settings.command_timeout_s)
+                if sandbox is not None
+                else []
+            )
+            agent = create_agent(self._model, tools, system_prompt=SYSTEM_PROMPT)
+            final: list[Any] = []
+            async for mode, payload in agent.astream(
+                {"messages": [{"role": "user", "content": request.prompt}]},
+                stream_mode=["messages", "values"],
+                config={"recursion_limit": settings.max_steps},
+            ):
+                if mode == "messages":
+                    message, _ = payload
+                    if isinstance(message, AIMessageChunk):
+                        await sink.token(_text_of(message.content))
+                elif mode == "values":
+                    final = payload["messages"]
+            answers = [m for m in final if isinstance(m, AIMessage)]
+            usage = Usage(
+                input_tokens=sum((m.usage_metadata or {}).get("input_tokens", 0) for m in answers),
+                output_tokens=sum(
+                    (m.usage_metadata or {}).get("output_tokens", 0) for m in answers
+                ),
+            )
+            files = await sandbox.list_files() if sandbox is not None else []
+        # Leaving the sink flushed every event: the result never overtakes the stream.
+        return AgentResult(
+            final_answer=_text_of(answers[-1].content).strip() if answers else "",
+            model=self._model_name,
+            tool_calls=recorder.calls,
+            files=files,
+            usage=usage,
+            sandbox=request.sandbox,
+        )
