@@ -1,0 +1,153 @@
+"""The ``agentstream`` command: run the local stack, chat with it, or run one service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from agentstream.env import env_str
+from agentstream.serve import configure_logging
+
+DEMO_PROMPT = "Write a short script that analyses this sentence, run it, and tell me what it found."
+
+
+def _exit(code: int) -> None:
+    """Leave without interpreter teardown, where temporalio's native runtime can crash."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _stack_config(args: argparse.Namespace) -> object:
+    from agentstream.stack import StackConfig
+
+    return StackConfig(
+        state_dir=Path(args.state_dir),
+        replicas=args.replicas,
+        orgs=args.org or ["default"],
+        database_url=os.environ.get("DATABASE_URL") or None,
+    )
+
+
+def _print_stack(stack: object) -> None:
+    from agentstream.stack import LocalStack
+
+    assert isinstance(stack, LocalStack)
+    print("agentstream local stack is up", flush=True)
+    for url in stack.gateway_urls:
+        print(f"  gateway      {url}   (POST /api/messages, GET /api/stream/{{id}})")
+    print(f"  agent        {stack.agent_url}")
+    print(f"  nats         {stack.nats_url}")
+    print(f"  temporal     {stack.temporal_address}", end="")
+    print(f"   (UI http://127.0.0.1:{stack.temporal_ui_port})" if stack.config.temporal_ui else "")
+    assert stack.database is not None
+    from agentstream.postgres import redact_dsn
+
+    print(f"  postgres     {redact_dsn(stack.database.dsn)}   ({stack.database.source})")
+    print(f"  logs         {stack.log_dir}")
+    model = os.environ.get("AGENT_MODEL") or "offline-scripted (no LLM configured)"
+    print(f"  model        {model}")
+    print("  auth         open: no API keys configured (local stack)", flush=True)
+
+
+async def _up(args: argparse.Namespace) -> int:
+    from agentstream.stack import LocalStack
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stack = LocalStack(_stack_config(args))  # type: ignore[arg-type]
+    async with stack.running():
+        _print_stack(stack)
+        print("Ctrl-C stops every process.", flush=True)
+        await stop.wait()
+        print("stopping…", flush=True)
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from agentstream.chat_client import chat
+    from agentstream.stack import LocalStack
+
+    stack = LocalStack(_stack_config(args))  # type: ignore[arg-type]
+    async with stack.running():
+        _print_stack(stack)
+        print(f"\n$ agentstream chat {args.prompt!r}", flush=True)
+        code = await chat(args.prompt, stack.gateway_urls[0])
+        print("\nstopping the stack…", flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and run the chosen command."""
+    parser = argparse.ArgumentParser(prog="agentstream", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def stack_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--replicas", type=int, default=1, help="gateway replicas (ports 8000…)")
+        p.add_argument("--org", action="append", help="org the worker serves (repeatable)")
+        p.add_argument("--state-dir", default=".run", help="where NATS and Temporal keep state")
+
+    up = sub.add_parser("up", help="run the whole local stack in the foreground")
+    stack_options(up)
+    demo = sub.add_parser("demo", help="bring the stack up, run one chat, stop it")
+    stack_options(demo)
+    demo.add_argument("prompt", nargs="?", default=DEMO_PROMPT)
+
+    chat_p = sub.add_parser("chat", help="send a message and print the run as it streams")
+    chat_p.add_argument("prompt")
+    chat_p.add_argument(
+        "--gateway", default=env_str("AGENTSTREAM_GATEWAY", "http://127.0.0.1:8000")
+    )
+    chat_p.add_argument("--org")
+
+    gateway = sub.add_parser("gateway", help="run one gateway replica")
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8000)
+    agent = sub.add_parser("agent", help="run the agent service")
+    agent.add_argument("--host", default="127.0.0.1")
+    agent.add_argument("--port", type=int, default=8100)
+    worker = sub.add_parser("worker", help="run a Temporal worker")
+    worker.add_argument("--org", action="append", help="org to serve (repeatable)")
+
+    args = parser.parse_args(argv)
+    configure_logging(env_str("LOG_LEVEL", "INFO" if args.command in ("worker",) else "WARNING"))
+
+    if args.command == "up":
+        _exit(asyncio.run(_up(args)))
+    elif args.command == "demo":
+        _exit(asyncio.run(_demo(args)))
+    elif args.command == "chat":
+        from agentstream.chat_client import chat
+
+        _exit(asyncio.run(chat(args.prompt, args.gateway, org=args.org)))
+    elif args.command == "gateway":
+        from agentstream.serve import serve
+        from gateway.app import create_app
+
+        serve(create_app(), host=args.host, port=args.port)
+    elif args.command == "agent":
+        from agent.app import create_app as create_agent_app
+        from agentstream.serve import serve
+
+        serve(create_agent_app(), host=args.host, port=args.port)
+    elif args.command == "worker":
+        from worker.main import main as worker_main
+        from worker.settings import WorkerSettings
+
+        settings = WorkerSettings.from_env()
+        if args.org:
+            settings = WorkerSettings(**{**_fields(settings), "orgs": args.org})
+        worker_main(settings)
+        _exit(0)
+
+
+def _fields(settings: object) -> dict[str, object]:
+    import msgspec
+
+    return msgspec.structs.asdict(settings)  # type: ignore[arg-type]

@@ -1,0 +1,159 @@
+"""Child processes with logs, readiness checks and a clean stop: the local stack's parts."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+
+
+class ProcessFailed(RuntimeError):
+    """A child exited or never became ready; the message carries its last output."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_or_free(preferred: int) -> int:
+    """``preferred`` if it can be bound on 127.0.0.1, else a free port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
+
+
+class ServiceProcess:
+    """One child process: its output goes to a log file and is scanned for readiness."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self._proc: asyncio.subprocess.Process | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._tail: collections.deque[str] = collections.deque(maxlen=40)
+        self._line_seen = asyncio.Condition()
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's ID."""
+        return self._proc.pid if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the process was started and has not exited."""
+        return self._proc is not None and self._proc.returncode is None
+
+    def tail(self) -> str:
+        """The last lines the process printed."""
+        return "\n".join(self._tail)
+
+    async def start(self) -> None:
+        """Start the process in its own process group (so a stop reaches its children)."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._tail.clear()
+        self._proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._pump = asyncio.create_task(self._pump_output(self._proc))
+
+    async def _pump_output(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        with self.log_path.open("ab") as log:
+            async for raw in proc.stdout:
+                log.write(raw)
+                log.flush()
+                async with self._line_seen:
+                    self._tail.append(raw.decode(errors="replace").rstrip())
+                    self._line_seen.notify_all()
+        async with self._line_seen:
+            self._line_seen.notify_all()
+
+    async def wait_for_line(self, marker: str, timeout_s: float) -> None:
+        """Wait until the process prints a line containing ``marker``."""
+
+        def seen() -> bool:
+            return any(marker in line for line in self._tail) or not self.running
+
+        try:
+            async with asyncio.timeout(timeout_s), self._line_seen:
+                await self._line_seen.wait_for(seen)
+        except TimeoutError:
+            raise ProcessFailed(
+                f"{self.name} not ready after {timeout_s}s:\n{self.tail()}"
+            ) from None
+        if not any(marker in line for line in self._tail):
+            raise ProcessFailed(f"{self.name} exited before it was ready:\n{self.tail()}")
+
+    async def wait_until(self, check: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
+        """Wait until ``check`` passes, failing early if the process exits."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            if not self.running:
+                raise ProcessFailed(f"{self.name} exited before it was ready:\n{self.tail()}")
+            if await check():
+                return
+            if loop.time() > deadline:
+                raise ProcessFailed(f"{self.name} not ready after {timeout_s}s:\n{self.tail()}")
+            # Polling a readiness probe: the process offers no event to wait on.
+            await asyncio.sleep(0.1)
+
+    async def wait_http_ok(self, url: str, timeout_s: float) -> None:
+        """Wait until ``url`` answers 200."""
+        async with httpx.AsyncClient(timeout=2.0) as client:
+
+            async def answers() -> bool:
+                try:
+                    return (await client.get(url)).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await self.wait_until(answers, timeout_s)
+
+    async def stop(self, timeout_s: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout_s``; returns the exit code."""
+        return await self._end(signal.SIGTERM, timeout_s)
+
+    async def kill(self) -> int | None:
+        """SIGKILL at once, as a crash would."""
+        return await self._end(signal.SIGKILL, 10.0)
+
+    async def _end(self, sig: signal.Signals, timeout_s: float) -> int | None:
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout_s)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        # Children left in the group (none expected) must not outlive the stack.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if self._pump is not None:
+            await self._pump
+        return proc.returncode

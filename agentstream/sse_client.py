@@ -1,0 +1,90 @@
+"""A small SSE client for the CLI, the examples and the tests: parse, follow, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+TERMINAL_EVENTS = frozenset({"done", "failed", "cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class SseMessage:
+    """One server-sent event."""
+
+    event: str
+    data: str
+    id: str | None = None
+
+    def json(self) -> Any:
+        """The data as JSON."""
+        return json.loads(self.data)
+
+    @property
+    def terminal(self) -> bool:
+        """Whether this event ends the run."""
+        return self.event in TERMINAL_EVENTS
+
+
+async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[SseMessage]:
+    """Parse SSE lines into messages (comments and ``retry:`` are skipped)."""
+    event, data, event_id = "message", [], None
+    async for line in lines:
+        if line == "":
+            if data:
+                yield SseMessage(event=event, data="\n".join(data), id=event_id)
+            event, data, event_id = "message", [], None
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
+        elif field == "id":
+            event_id = value
+
+
+async def read_stream(
+    client: httpx.AsyncClient, url: str, *, last_event_id: str | None = None
+) -> AsyncIterator[SseMessage]:
+    """One connection's events; raises ``httpx.HTTPStatusError`` on a non-200 answer."""
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    async with client.stream("GET", url, headers=headers) as response:
+        if response.status_code != 200:
+            await response.aread()
+            response.raise_for_status()
+        async for message in parse_sse(response.aiter_lines()):
+            yield message
+
+
+async def follow_run(
+    client: httpx.AsyncClient, url: str, *, max_reconnects: int = 20
+) -> AsyncIterator[SseMessage]:
+    """Every event of a run up to its terminal one, reconnecting with ``Last-Event-ID``."""
+    last_id: str | None = None
+    reconnects = 0
+    while True:
+        try:
+            async for message in read_stream(client, url, last_event_id=last_id):
+                if message.id is not None:
+                    last_id = message.id
+                yield message
+                if message.terminal:
+                    return
+        except (httpx.TransportError, httpx.RemoteProtocolError):
+            pass
+        reconnects += 1
+        if reconnects > max_reconnects:
+            raise ConnectionError(f"stream {url} ended {reconnects} times without a terminal event")
+        # The server's retry hint is 2 s; a short pause avoids hammering a restarting replica.
+        await asyncio.sleep(min(0.2 * reconnects, 2.0))

