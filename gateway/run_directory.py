@@ -7,8 +7,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from agentstream.message_store import MessageStore
 from schemas import RunView
+from schemas.messages import RunState
 
-_STATES = {
+_STATES: dict[WorkflowExecutionStatus, RunState] = {
     WorkflowExecutionStatus.RUNNING: "running",
     WorkflowExecutionStatus.COMPLETED: "completed",
     WorkflowExecutionStatus.FAILED: "failed",
@@ -38,5 +39,9 @@ class RunDirectory:
                 return None
             # Temporal forgot the run (retention), the database did not: it completed.
             return RunView(workflow_id=run, status="completed", result=stored.result)
+        if stored is not None:
+            # The answer is stored only at the end: the run is complete even while the workflow
+            # is still publishing its terminal event.
+            return RunView(workflow_id=run, status="completed", result=stored.result)
         status = _STATES.get(description.status, "running") if description.status else "running"
-        return RunView(workflow_id=run, status=status, result=stored.result if stored else None)
+        return RunView(workflow_id=run, status=status)

@@ -1,0 +1,42 @@
+# The two commands of the README: `make demo` runs the product end to end, `make test` the tests.
+# Each bootstraps the virtualenv it needs; a second run reuses it.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo up test lint typecheck unit e2e bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "agentstream needs Python 3.11 or newer (set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m agentstream demo
+
+up: $(STAMP)
+	$(PY) -m agentstream up
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy schemas
+
+test: lint typecheck $(STAMP)
+	$(PY) -m pytest
+
+unit: $(STAMP)
+	$(PY) -m pytest --ignore=tests/e2e
+
+e2e: $(STAMP)
+	$(PY) -m pytest tests/e2e
+
+clean:
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,48 @@
+"""Fixtures shared by every test: the local stack as real processes, on free ports."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from agentstream.stack import LocalStack, StackConfig
+
+
+@pytest.fixture(scope="session")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
+    """NATS, Temporal, two gateway replicas, an agent and a worker, started once per session."""
+    state = Path(tmp_path_factory.mktemp("stack"))
+    config = StackConfig(
+        state_dir=state,
+        replicas=2,
+        fixed_ports=False,
+        temporal_ui=False,
+        database_url=os.environ.get("DATABASE_URL") or None,
+        # Fast enough for a quick suite, slow enough that a run spans several chunks.
+        agent_env={"SCRIPTED_TOKEN_DELAY_S": "0.005"},
+    )
+    local = LocalStack(config)
+    async with local.running():
+        yield local
+
+
+@pytest.fixture(scope="session")
+async def db(stack: LocalStack) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the stack's database, for assertions on stored rows."""
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client with bounded timeouts."""
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=30.0)) as client:
+        yield client

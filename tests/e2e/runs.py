@@ -1,0 +1,42 @@
+"""Helpers for end-to-end tests: start a run, read its stream, check its shape."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from agentstream.sse_client import SseMessage, read_stream
+
+RUN_TIMEOUT_S = 90.0
+
+
+async def start_run(http: httpx.AsyncClient, gateway: str, message: str, **extra: str) -> str:
+    """POST a message and return the run ID."""
+    response = await http.post(f"{gateway}/api/messages", json={"message": message, **extra})
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["workflow_id"].startswith("run_")
+    assert body["stream_url"].endswith(f"/api/stream/{body['workflow_id']}")
+    return str(body["workflow_id"])
+
+
+async def read_whole_run(
+    http: httpx.AsyncClient, gateway: str, run: str, *, last_event_id: str | None = None
+) -> list[SseMessage]:
+    """Read one SSE connection until the server closes it; it must close after a terminal."""
+
+    async def read() -> list[SseMessage]:
+        url = f"{gateway}/api/stream/{run}"
+        return [m async for m in read_stream(http, url, last_event_id=last_event_id)]
+
+    return await asyncio.wait_for(read(), RUN_TIMEOUT_S)
+
+
+def assert_well_formed(messages: list[SseMessage]) -> None:
+    """Strictly increasing IDs, one terminal event, and it is the last one."""
+    ids = [int(m.id) for m in messages if m.id is not None]
+    assert len(ids) == len(messages), "every event carries an id"
+    assert ids == sorted(set(ids)), f"ids not strictly increasing: {ids}"
+    terminals = [m for m in messages if m.terminal]
+    assert len(terminals) == 1 and messages[-1].terminal, [m.event for m in messages]

@@ -1,0 +1,69 @@
+"""The whole path on real servers: message → Temporal → sandbox → agent → NATS → SSE → DB."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+
+from agentstream.stack import LocalStack
+from tests.e2e.runs import assert_well_formed, read_whole_run, start_run
+
+
+async def test_run_streams_every_step_in_order_and_stores_the_answer_once(
+    stack: LocalStack, http: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    gateway = stack.gateway_urls[0]
+    run = await start_run(http, gateway, "Count the words in this message, please.")
+
+    messages = await read_whole_run(http, gateway, run)
+
+    assert_well_formed(messages)
+    types = [m.event for m in messages]
+    assert {"status", "token", "tool_start", "tool_end"} <= set(types)
+    assert types[-1] == "done"
+    stages = [m.json()["stage"] for m in messages if m.event == "status"]
+    assert stages == ["queued", "sandbox_creating", "sandbox_ready", "agent_started", "saving"]
+    statuses = [m.json() for m in messages if m.event == "status"]
+    started = next(s for s in statuses if s["stage"] == "agent_started")
+    assert started["model"] == "offline-scripted"
+    tool_starts = [m.json() for m in messages if m.event == "tool_start"]
+    tool_ends = [m.json() for m in messages if m.event == "tool_end"]
+    assert [t["name"] for t in tool_starts] == ["write_file", "run_command"]
+    assert [t["call_id"] for t in tool_ends] == [t["call_id"] for t in tool_starts]
+    assert "words: 7" in tool_ends[1]["output"], "the command really ran in the sandbox"
+    result = messages[-1].json()["result"]
+    assert "words: 7" in result["final_answer"]
+    assert result["model"] == "offline-scripted"
+    assert [c["name"] for c in result["tool_calls"]] == ["write_file", "run_command"]
+    assert result["files"] == ["analysis.py"]
+    streamed_text = "".join(m.json()["text"] for m in messages if m.event == "token")
+    assert result["final_answer"] in streamed_text
+
+    rows = await db.fetch("SELECT final_answer FROM messages WHERE run_id = $1", run)
+    assert [r["final_answer"] for r in rows] == [result["final_answer"]]
+
+    view = (await http.get(f"{gateway}/api/runs/{run}")).json()
+    assert view["status"] == "completed"
+    assert view["result"]["final_answer"] == result["final_answer"]
+    assert not (stack.state_dir / "sandboxes" / run).exists(), "sandbox removed at run end"
+
+
+async def test_replay_from_another_replica_matches_and_resumes_after_last_event_id(
+    stack: LocalStack, http: httpx.AsyncClient
+) -> None:
+    first, second = stack.gateway_urls
+    run = await start_run(http, first, "Replay me")
+    live = await read_whole_run(http, first, run)
+
+    replay = await read_whole_run(http, second, run)
+    assert [(m.id, m.event, m.data) for m in replay] == [(m.id, m.event, m.data) for m in live]
+
+    cut = len(live) // 2
+    resumed = await read_whole_run(http, second, run, last_event_id=live[cut].id)
+    assert [(m.id, m.data) for m in resumed] == [(m.id, m.data) for m in live[cut + 1 :]]
+
+    by_query = await http.get(
+        f"{second}/api/stream", params={"workflow_id": run, "last_event_id": live[-2].id}
+    )
+    assert by_query.status_code == 200
+    assert "event: done" in by_query.text and by_query.text.count("event:") == 1
