@@ -13,10 +13,12 @@ import httpx
 from fastapi import FastAPI, Path, Request
 from starlette.responses import Response
 
+from agent.chunk_sink import SinkFailed
 from agent.model import build_model
 from agent.runner import AgentRunner
 from agent.settings import AgentSettings
 from agentstream.http import (
+    BadGateway,
     Conflict,
     NotFound,
     Unavailable,
@@ -115,6 +117,8 @@ def create_app(settings: AgentSettings | None = None) -> FastAPI:
             if current is not None and current.cancelling():
                 raise
             raise Conflict(f"run {body.run} attempt {body.attempt} was cancelled") from None
+        except SinkFailed as exc:
+            raise BadGateway(f"the callback bridge did not take the events: {exc}") from None
         finally:
             watcher.cancel()
             runs.finish(body.run, task)

@@ -9,6 +9,11 @@ from schemas import BaseEvent, encode, event_type, run_subject
 # Carried with the message (and kept on republish and direct get) so relays can route by type
 # without decoding the payload.
 EVENT_TYPE_HEADER = "Agentstream-Type"
+# Lets the bridge see which attempt last wrote to a run without decoding a payload.
+EVENT_ATTEMPT_HEADER = "Agentstream-Attempt"
+# Whoever publishes a run's terminal event (worker, or a gateway for a workflow that closed
+# without one) uses this producer with attempt 1 and n 0: one Nats-Msg-Id, stored once.
+TERMINAL_PRODUCER = "terminal"
 
 
 def msg_id(event: BaseEvent, producer: str) -> str:
@@ -27,6 +32,10 @@ async def publish_event(
         run_subject(org, event.run),
         encode(event),
         timeout=timeout,
-        headers={"Nats-Msg-Id": msg_id(event, producer), EVENT_TYPE_HEADER: event_type(event)},
+        headers={
+            "Nats-Msg-Id": msg_id(event, producer),
+            EVENT_TYPE_HEADER: event_type(event),
+            EVENT_ATTEMPT_HEADER: str(event.attempt),
+        },
     )
     return ack.seq

@@ -64,6 +64,11 @@ class PayloadTooLarge(ServiceError):
     code = "payload_too_large"
 
 
+class BadGateway(ServiceError):
+    status = 502
+    code = "bad_gateway"
+
+
 class Unavailable(ServiceError):
     status = 503
     code = "unavailable"

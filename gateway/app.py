@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+import nats.errors
+from fastapi import FastAPI, Request
+from starlette.responses import Response
 from temporalio.client import Client as TemporalClient
+from temporalio.service import RPCError
 
-from agentstream.http import install_error_handlers, json_response
+from agentstream.http import error_response, install_error_handlers, json_response
 from agentstream.message_store import MessageStore, open_pool
 from agentstream.nats_conn import connect_nats, ensure_runs_stream
 from agentstream.openapi_bodies import publish_body_schemas
 from agentstream.temporal_codec import data_converter
-from gateway.history import HistoryReader
+from gateway.history import HistoryReader, HistoryUnavailable
 from gateway.live_hub import LiveHub
 from gateway.routes import bridge, messages, runs, stream
 from gateway.run_directory import RunDirectory
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
+
+log = logging.getLogger(__name__)
+
+
+def install_outage_handlers(app: FastAPI) -> None:
+    """A dependency that is down or restarting is a 503 the caller may retry, not a 500."""
+
+    async def unavailable(_: Request, exc: Exception) -> Response:
+        log.warning("dependency unavailable: %r", exc)
+        return error_response(
+            503, "unavailable", "a backing service is unavailable, retry", {"Retry-After": "1"}
+        )
+
+    for error in (nats.errors.Error, HistoryUnavailable, RPCError, asyncio.TimeoutError):
+        app.add_exception_handler(error, unavailable)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -73,6 +93,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app = FastAPI(title="agentstream gateway", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    install_outage_handlers(app)
     publish_body_schemas(app)
     for module in (messages, stream, bridge, runs):
         app.include_router(module.router)

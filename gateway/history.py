@@ -9,16 +9,24 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from agentstream.event_publisher import EVENT_TYPE_HEADER
+from agentstream.event_publisher import EVENT_ATTEMPT_HEADER, EVENT_TYPE_HEADER
 from agentstream.nats_conn import STREAM_NAME
 from gateway.stored_event import StoredEvent
-from schemas import run_subject_any_org
+from schemas import run_subject, run_subject_any_org
 
 _BATCH = 256
+
+
+class LastEvent(NamedTuple):
+    """What the bridge needs to know of a run's newest event."""
+
+    type: str
+    attempt: int
 
 
 class HistoryUnavailable(Exception):
@@ -48,6 +56,23 @@ class HistoryReader:
         """Whether the stream holds any event of ``run``."""
         batch, _ = await self._read_batch(run, 1, size=1)
         return bool(batch)
+
+    async def last_event(self, org: str, run: str) -> LastEvent | None:
+        """Type and attempt of the run's newest stored event, if it has any."""
+        request = {"last_by_subj": run_subject(org, run)}
+        try:
+            msg = await self._nc.request(
+                self._api, json.dumps(request).encode(), timeout=self._timeout_s
+            )
+        except TimeoutError:
+            raise HistoryUnavailable(f"no answer from stream for {run}") from None
+        headers = msg.headers or {}
+        if headers.get("Status") is not None:
+            return None
+        return LastEvent(
+            type=headers.get(EVENT_TYPE_HEADER, "message"),
+            attempt=int(headers.get(EVENT_ATTEMPT_HEADER, "0")),
+        )
 
     async def _read_batch(
         self, run: str, start: int, size: int = _BATCH

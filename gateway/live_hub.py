@@ -44,10 +44,12 @@ LiveItem = StoredEvent | _Signal
 class Watcher:
     """One client's view of a run's live events."""
 
-    def __init__(self, run: str, queue_size: int) -> None:
+    def __init__(self, run: str, queue_size: int, cut_off: asyncio.Event) -> None:
         self.run = run
         self._queue: asyncio.Queue[LiveItem] = asyncio.Queue(maxsize=queue_size)
         self.overflowed = False
+        # Set on overflow, so the response can end even while blocked sending to the client.
+        self.cut_off = cut_off
 
     def offer(self, item: LiveItem) -> None:
         """Hand an item to the client without ever waiting on it."""
@@ -57,6 +59,7 @@ class Watcher:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self.overflowed = True
+            self.cut_off.set()
             # Make room for the one item the client must see next: the order to go away.
             while not self._queue.empty():
                 self._queue.get_nowait()
@@ -90,13 +93,13 @@ class LiveHub:
         return len(self._channels)
 
     @contextlib.asynccontextmanager
-    async def watch(self, run: str) -> AsyncIterator[Watcher]:
+    async def watch(self, run: str, cut_off: asyncio.Event) -> AsyncIterator[Watcher]:
         """Register a client for ``run``; subscribes on the first and unsubscribes after the last.
 
         The subscription is in place (flushed to the server) before this yields, so a history
         read started afterwards overlaps live delivery instead of leaving a hole between them.
         """
-        watcher = Watcher(run, self._client_queue_size)
+        watcher = Watcher(run, self._client_queue_size, cut_off)
         channel = self._channels.get(run)
         if channel is None:
             channel = self._channels[run] = _RunChannel()

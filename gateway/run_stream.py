@@ -8,7 +8,7 @@ delivered reveals a hole, which is refilled from the stream before anything else
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from gateway.history import HistoryReader
 from gateway.live_hub import OVERFLOW, LiveHub, Watcher
@@ -20,10 +20,21 @@ class ClientTooSlow(Exception):
 
 
 async def stream_run(
-    hub: LiveHub, history: HistoryReader, run: str, *, after: int, idle_check_s: float
+    hub: LiveHub,
+    history: HistoryReader,
+    run: str,
+    *,
+    after: int,
+    idle_check_s: float,
+    cut_off: asyncio.Event,
+    on_idle: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[StoredEvent]:
-    """Every event of ``run`` with a sequence greater than ``after``, ending at the terminal one."""
-    async with hub.watch(run) as watcher:
+    """Every event of ``run`` with a sequence greater than ``after``, ending at the terminal one.
+
+    ``cut_off`` is set if the client falls a whole queue behind; ``on_idle`` runs after each
+    quiet spell of ``idle_check_s`` (to notice runs that ended without a terminal event).
+    """
+    async with hub.watch(run, cut_off) as watcher:
         last = after
         async for event in history.read(run, after=last):
             yield event
@@ -32,6 +43,8 @@ async def stream_run(
                 return
         while True:
             item = await _next_live(watcher, idle_check_s)
+            if item is None and on_idle is not None:
+                await on_idle()
             if item is OVERFLOW:
                 raise ClientTooSlow(run)
             if isinstance(item, StoredEvent):

@@ -12,7 +12,7 @@ from nats.js.client import JetStreamContext
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from agentstream.event_publisher import publish_event
+from agentstream.event_publisher import TERMINAL_PRODUCER, publish_event
 from agentstream.message_store import MessageStore
 from agentstream.sandbox import SandboxProvider
 from agentstream.tokens import TokenClaims, mint_token
@@ -197,7 +197,7 @@ class RunActivities:
             event = Failed(run=params.run, reason=params.reason)
         else:
             event = Cancelled(run=params.run, reason=params.reason)
-        await publish_event(self._js, params.org, event, producer="terminal")
+        await publish_event(self._js, params.org, event, producer=TERMINAL_PRODUCER)
 
     @activity.defn(name="destroy_sandbox")
     async def destroy_sandbox(self, params: DestroySandboxInput) -> None:

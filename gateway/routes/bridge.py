@@ -13,11 +13,19 @@ from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 
 from agentstream.event_publisher import publish_event
-from agentstream.http import BadRequest, PayloadTooLarge, Unauthorized, json_response, read_body
+from agentstream.http import (
+    BadRequest,
+    Conflict,
+    PayloadTooLarge,
+    Unauthorized,
+    json_response,
+    read_body,
+)
 from agentstream.openapi_bodies import json_body
 from agentstream.tokens import TokenError, verify_token
 from gateway.params import RunIdPath
 from gateway.state import State
+from gateway.stored_event import TERMINAL_TYPES
 from schemas import Event, decode_event_batch
 
 router = APIRouter()
@@ -34,7 +42,7 @@ class Published(msgspec.Struct, frozen=True, kw_only=True):
 @router.post(
     "/api/stream/{run}/chunk",
     openapi_extra=json_body(Event | list[Event]),
-    responses={200: {"description": "Stored"}, 400: {}, 401: {}, 403: {}, 413: {}},
+    responses={200: {"description": "Stored"}, 400: {}, 401: {}, 409: {}, 413: {}, 503: {}},
 )
 async def publish_chunk(
     run: RunIdPath,
@@ -67,6 +75,12 @@ async def publish_chunk(
             raise BadRequest(f"event for run {event.run!r} posted to run {run!r}")
         if event.attempt != claims.attempt:
             raise BadRequest(f"event of attempt {event.attempt}, token of attempt {claims.attempt}")
+    last = await gw.history.last_event(claims.org, run)
+    if last is not None and last.type in TERMINAL_TYPES:
+        raise Conflict(f"run {run} has finished; late events are refused")
+    if last is not None and last.attempt > claims.attempt:
+        # A newer attempt took over (after a crash or timeout): the old one must stop.
+        raise Conflict(f"attempt {claims.attempt} was superseded by attempt {last.attempt}")
     # One at a time: JetStream stores them in the order their publishes arrive.
     seqs = [await publish_event(gw.js, claims.org, event, producer=PRODUCER) for event in events]
     return json_response(Published(seqs=seqs))

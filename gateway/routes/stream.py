@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -12,7 +13,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from agentstream.http import BadRequest, NotFound
 from gateway.params import RunIdPath, RunIdQuery
 from gateway.run_stream import ClientTooSlow, stream_run
+from gateway.sse_response import CuttableEventSourceResponse
 from gateway.state import GatewayState, State
+from gateway.terminal_guard import publish_missing_terminal
 from schemas import AgentResult, Done, encode
 
 log = logging.getLogger(__name__)
@@ -54,8 +57,9 @@ def _parse_last_event_id(raw: str | None) -> int:
 
 async def _open_stream(gw: GatewayState, run: str, raw_last_id: str | None) -> EventSourceResponse:
     after = _parse_last_event_id(raw_last_id)
+    cut_off = asyncio.Event()
     if await gw.history.has_events(run):
-        events = _live_events(gw, run, after)
+        events = _live_events(gw, run, after, cut_off)
     else:
         view = await gw.directory.find(run)
         if view is None:
@@ -64,10 +68,11 @@ async def _open_stream(gw: GatewayState, run: str, raw_last_id: str | None) -> E
             # The run's events have expired: its stored answer still ends the stream properly.
             events = _stored_done(run, view.result)
         else:
-            events = _live_events(gw, run, after)
+            events = _live_events(gw, run, after, cut_off)
     settings = gw.settings
-    return EventSourceResponse(
+    return CuttableEventSourceResponse(
         events,
+        cut_off=cut_off,
         ping=settings.sse_ping_s,
         send_timeout=settings.sse_send_timeout_s,
         shutdown_grace_period=settings.sse_shutdown_grace_s,
@@ -75,12 +80,29 @@ async def _open_stream(gw: GatewayState, run: str, raw_last_id: str | None) -> E
     )
 
 
-async def _live_events(gw: GatewayState, run: str, after: int) -> AsyncIterator[ServerSentEvent]:
+async def _live_events(
+    gw: GatewayState, run: str, after: int, cut_off: asyncio.Event
+) -> AsyncIterator[ServerSentEvent]:
     settings = gw.settings
+    loop = asyncio.get_running_loop()
+    next_check = loop.time() + settings.sse_terminal_check_s
+
+    async def on_idle() -> None:
+        nonlocal next_check
+        if loop.time() >= next_check:
+            next_check = loop.time() + settings.sse_terminal_check_s
+            await publish_missing_terminal(gw.temporal, gw.js, gw.store, run)
+
     yield ServerSentEvent(comment=f"run {run}", retry=settings.sse_retry_ms)
     try:
         async for event in stream_run(
-            gw.hub, gw.history, run, after=after, idle_check_s=settings.sse_idle_check_s
+            gw.hub,
+            gw.history,
+            run,
+            after=after,
+            idle_check_s=settings.sse_idle_check_s,
+            cut_off=cut_off,
+            on_idle=on_idle,
         ):
             yield ServerSentEvent(data=event.data.decode(), event=event.type, id=str(event.seq))
     except ClientTooSlow:

@@ -1,0 +1,60 @@
+"""Ends streams of runs that Temporal closed without a terminal event.
+
+A workflow that timed out or was terminated never ran its last activity, so no worker published
+``failed``/``cancelled``. The gateway publishes it instead, under the same ``Nats-Msg-Id`` as the
+worker's terminal event, so the two can never both be stored within the duplicate window.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nats.js.client import JetStreamContext
+from temporalio.client import Client as TemporalClient
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from agentstream.event_publisher import TERMINAL_PRODUCER, publish_event
+from agentstream.message_store import MessageStore
+from schemas import DEFAULT_ORG, Cancelled, Done, Failed, is_valid_id
+
+log = logging.getLogger(__name__)
+
+_CLOSED_WITHOUT_RESULT = {
+    WorkflowExecutionStatus.FAILED: "the run failed",
+    WorkflowExecutionStatus.TIMED_OUT: "the run timed out",
+    WorkflowExecutionStatus.TERMINATED: "the run was terminated",
+}
+
+
+def _org_of(task_queue: str) -> str:
+    org = task_queue.removeprefix("agent-")
+    return org if is_valid_id(org) else DEFAULT_ORG
+
+
+async def publish_missing_terminal(
+    temporal: TemporalClient, js: JetStreamContext, store: MessageStore, run: str
+) -> bool:
+    """If the run's workflow is closed, publish its terminal event; True if it was closed."""
+    try:
+        description = await temporal.get_workflow_handle(run).describe()
+    except RPCError:
+        return False
+    status = description.status
+    if status is None or status == WorkflowExecutionStatus.RUNNING:
+        return False
+    org = _org_of(description.task_queue)
+    event: Done | Failed | Cancelled
+    if status == WorkflowExecutionStatus.CANCELED:
+        event = Cancelled(run=run, reason="cancelled by request")
+    elif status in _CLOSED_WITHOUT_RESULT:
+        event = Failed(run=run, reason=_CLOSED_WITHOUT_RESULT[status])
+    else:
+        stored = await store.get(run)
+        if stored is None:
+            event = Failed(run=run, reason="the run completed without a stored answer")
+        else:
+            event = Done(run=run, result=stored.result)
+    log.warning("run %s closed (%s) without a terminal event: publishing one", run, status.name)
+    await publish_event(js, org, event, producer=TERMINAL_PRODUCER)
+    return True
