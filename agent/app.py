@@ -56,6 +56,11 @@ class RunningRuns:
         if self._tasks.get(run) is task:
             del self._tasks[run]
 
+    @property
+    def runs(self) -> list[str]:
+        """Runs with an attempt in progress."""
+        return sorted(self._tasks)
+
     def cancel(self, run: str) -> bool:
         """Cancel the run's attempt; False when none is in progress."""
         task = self._tasks.get(run)
@@ -134,6 +139,11 @@ def create_app(settings: AgentSettings | None = None) -> FastAPI:
         if not runs.cancel(run):
             raise NotFound(f"no attempt of {run} in progress")
         return json_response({"cancelled": run}, 202)
+
+    @app.get("/ai/agent/runs")
+    async def running_runs() -> Response:
+        """The runs with an attempt in progress on this instance."""
+        return json_response({"running": runs.runs})
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -144,6 +144,10 @@ class ChunkSink:
         except SinkFailed as exc:
             self._error = exc
             self._room.set()
+        except Exception as exc:
+            # Anything else (an undecodable answer, a bug) must fail the run, not hang it.
+            self._error = SinkFailed(f"posting events failed: {exc!r}")
+            self._room.set()
 
     async def _post(self, batch: list[BaseEvent]) -> None:
         body = encode(batch)

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import msgspec
 
 from agentstream.migrations import migrate
 from schemas import AgentResult, ChatInput, encode
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL text and jsonb cannot hold NUL; command output can. Keep it visible instead."""
+    return text.replace("\x00", "\ufffd")
+
+
+def _storable_json(value: Any) -> Any:
+    """``value`` (decoded JSON) with NUL replaced in every string, keys included."""
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, list):
+        return [_storable_json(item) for item in value]
+    if isinstance(value, dict):
+        return {_storable(k): _storable_json(v) for k, v in value.items()}
+    return value
 
 
 class StoredMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,9 +67,9 @@ class MessageStore:
                 run_id,
                 conversation_id,
                 chat.org,
-                chat.prompt,
-                result.final_answer,
-                encode(result).decode(),
+                _storable(chat.prompt),
+                _storable(result.final_answer),
+                encode(_storable_json(msgspec.to_builtins(result))).decode(),
             )
         return bool(status == "INSERT 0 1")
 

@@ -81,8 +81,12 @@ async def follow_run(
                 yield message
                 if message.terminal:
                     return
-        except (httpx.TransportError, httpx.RemoteProtocolError):
+        except httpx.TransportError:
             pass
+        except httpx.HTTPStatusError as exc:
+            # A replica whose backing services restart answers 503: try again. 4xx is final.
+            if exc.response.status_code < 500:
+                raise
         reconnects += 1
         if reconnects > max_reconnects:
             raise ConnectionError(f"stream {url} ended {reconnects} times without a terminal event")

@@ -58,7 +58,7 @@ def verify_token(
         raise TokenError("malformed token")
     _, payload, signature = parts
     # compare_digest: the time taken must not reveal how much of a forged signature matched.
-    if not hmac.compare_digest(_sign(secret, payload), signature):
+    if not hmac.compare_digest(_sign(secret, payload).encode(), signature.encode()):
         raise TokenError("bad token signature")
     try:
         claims = msgspec.json.decode(_unb64(payload), type=TokenClaims)

@@ -74,6 +74,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             pool = await open_pool(settings.database_url)
             store = MessageStore(pool)
             hub = LiveHub(nc, client_queue_size=settings.sse_client_queue)
+            history = HistoryReader(nc)
             yield {
                 "gateway": GatewayState(
                     settings=settings,
@@ -82,8 +83,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     temporal=temporal,
                     store=store,
                     hub=hub,
-                    history=HistoryReader(nc),
-                    directory=RunDirectory(temporal, store),
+                    history=history,
+                    directory=RunDirectory(temporal, store, history),
                 )
             }
         finally:

@@ -6,7 +6,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from agentstream.message_store import MessageStore
-from schemas import RunView
+from gateway.history import HistoryReader
+from schemas import RunView, is_valid_id
 from schemas.messages import RunState
 
 _STATES: dict[WorkflowExecutionStatus, RunState] = {
@@ -20,12 +21,16 @@ _STATES: dict[WorkflowExecutionStatus, RunState] = {
 }
 
 
+_ENDED: dict[str, RunState] = {"failed": "failed", "cancelled": "cancelled"}
+
+
 class RunDirectory:
     """Looks runs up in Temporal (status) and PostgreSQL (final answer)."""
 
-    def __init__(self, temporal: Client, store: MessageStore) -> None:
+    def __init__(self, temporal: Client, store: MessageStore, history: HistoryReader) -> None:
         self._temporal = temporal
         self._store = store
+        self._history = history
 
     async def find(self, run: str) -> RunView | None:
         """The run's status and result, or None when neither Temporal nor the database knows it."""
@@ -44,4 +49,10 @@ class RunDirectory:
             # is still publishing its terminal event.
             return RunView(workflow_id=run, status="completed", result=stored.result)
         status = _STATES.get(description.status, "running") if description.status else "running"
+        if status == "running":
+            # The terminal event is published just before the workflow closes: trust it.
+            org = description.task_queue.removeprefix("agent-")
+            last = await self._history.last_event(org, run) if is_valid_id(org) else None
+            if last is not None and last.type in _ENDED:
+                status = _ENDED[last.type]
         return RunView(workflow_id=run, status=status)

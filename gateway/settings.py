@@ -37,7 +37,9 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     sse_send_timeout_s: float = 30.0
     # How often a silent stream asks Temporal whether its run closed without a terminal event.
     sse_terminal_check_s: float = 30.0
-    sse_shutdown_grace_s: float = 5.0
+    # On shutdown, streams get this long to finish before they are ended; clients resume
+    # elsewhere with Last-Event-ID, so a long grace would only delay them.
+    sse_shutdown_grace_s: float = 1.0
     max_body_bytes: int = 1_048_576
     max_events_per_post: int = 500
 
@@ -61,7 +63,7 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             sse_idle_check_s=env_float("SSE_IDLE_CHECK_S", 5.0),
             sse_send_timeout_s=env_float("SSE_SEND_TIMEOUT_S", 30.0),
             sse_terminal_check_s=env_float("SSE_TERMINAL_CHECK_S", 30.0),
-            sse_shutdown_grace_s=env_float("SSE_SHUTDOWN_GRACE_S", 5.0),
+            sse_shutdown_grace_s=env_float("SSE_SHUTDOWN_GRACE_S", 1.0),
             max_body_bytes=env_int("MAX_BODY_BYTES", 1_048_576),
             max_events_per_post=env_int("MAX_EVENTS_PER_POST", 500),
         )

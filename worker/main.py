@@ -64,6 +64,10 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
                     activities.destroy_sandbox,
                 ],
                 graceful_shutdown_timeout=timedelta(seconds=5),
+                # Cancellation reaches an activity only with a heartbeat's answer: send them
+                # promptly instead of throttling to 80% of the heartbeat timeout.
+                max_heartbeat_throttle_interval=timedelta(seconds=1),
+                default_heartbeat_throttle_interval=timedelta(seconds=1),
             )
             for org in settings.orgs
         ]

@@ -26,11 +26,13 @@ from agentstream.tokens import TokenError, verify_token
 from gateway.params import RunIdPath
 from gateway.state import State
 from gateway.stored_event import TERMINAL_TYPES
-from schemas import Event, decode_event_batch
+from schemas import Cancelled, Done, Event, Failed, Reset, decode_event_batch, event_type
 
 router = APIRouter()
 
 PRODUCER = "agent"
+# Only the worker (which Temporal tells how the run ended) may end a run or restart an attempt.
+_WORKER_ONLY = (Done, Failed, Cancelled, Reset)
 
 
 class Published(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +73,8 @@ async def publish_chunk(
     if len(events) > gw.settings.max_events_per_post:
         raise PayloadTooLarge(f"more than {gw.settings.max_events_per_post} events in one post")
     for event in events:
+        if isinstance(event, _WORKER_ONLY):
+            raise BadRequest(f"{event_type(event)} events come from the worker, not the agent")
         if event.run != run:
             raise BadRequest(f"event for run {event.run!r} posted to run {run!r}")
         if event.attempt != claims.attempt:

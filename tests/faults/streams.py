@@ -1,0 +1,85 @@
+"""Reading runs the way a browser would, across replicas, and comparing with the reference."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import httpx
+
+from agentstream.sse_client import SseMessage, read_stream
+
+TIMEOUT_S = 120.0
+
+Key = tuple[str | None, str, str]
+
+
+def keys(messages: list[SseMessage]) -> list[Key]:
+    """What must match between two views of a run: IDs, types and payloads, in order."""
+    return [(m.id, m.event, m.data) for m in messages]
+
+
+async def reference(http: httpx.AsyncClient, gateway: str, run: str) -> list[SseMessage]:
+    """The reference sequence: the run replayed from its start after it ended."""
+
+    async def read() -> list[SseMessage]:
+        return [m async for m in read_stream(http, f"{gateway}/api/stream/{run}")]
+
+    messages = await asyncio.wait_for(read(), TIMEOUT_S)
+    assert messages and messages[-1].terminal, [m.event for m in messages]
+    return messages
+
+
+class Client:
+    """A browser-like client: reads a run, resumes with Last-Event-ID on another replica."""
+
+    def __init__(self, http: httpx.AsyncClient, gateways: list[str], run: str) -> None:
+        self.http = http
+        self.gateways = gateways
+        self.run = run
+        self.messages: list[SseMessage] = []
+        self.connections = 0
+        self._seen = asyncio.Condition()
+
+    @property
+    def last_id(self) -> str | None:
+        """The ID to resume after."""
+        return self.messages[-1].id if self.messages else None
+
+    async def read_once(self, gateway: str, *, stop_after: int | None = None) -> None:
+        """One connection, until the server closes it, it breaks, or ``stop_after`` events."""
+        self.connections += 1
+        url = f"{gateway}/api/stream/{self.run}"
+        with contextlib.suppress(httpx.TransportError):
+            stream = read_stream(self.http, url, last_event_id=self.last_id)
+            async with contextlib.aclosing(stream):
+                async for message in stream:
+                    async with self._seen:
+                        self.messages.append(message)
+                        self._seen.notify_all()
+                    if stop_after is not None and len(self.messages) >= stop_after:
+                        return
+
+    async def follow(self) -> list[SseMessage]:
+        """Read to the terminal event, moving to the next replica whenever a connection ends."""
+        async with asyncio.timeout(TIMEOUT_S):
+            attempt = 0
+            while not (self.messages and self.messages[-1].terminal):
+                gateway = self.gateways[attempt % len(self.gateways)]
+                attempt += 1
+                try:
+                    await self.read_once(gateway)
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code < 500:
+                        raise
+                if not (self.messages and self.messages[-1].terminal):
+                    # A browser's EventSource waits the server's retry hint before reconnecting.
+                    await asyncio.sleep(0.2)
+        return self.messages
+
+    async def wait_for(self, predicate: Callable[[SseMessage], bool]) -> SseMessage:
+        """The first received event matching ``predicate``, waiting for it."""
+        async with asyncio.timeout(TIMEOUT_S), self._seen:
+            await self._seen.wait_for(lambda: any(predicate(m) for m in self.messages))
+            return next(m for m in self.messages if predicate(m))

@@ -1,0 +1,184 @@
+"""Cancellation, a slow client among fast ones, and a gateway told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import httpx
+import nats
+import psutil
+
+from agentstream.event_publisher import TERMINAL_PRODUCER, publish_event
+from agentstream.processes import free_port
+from agentstream.sse_client import SseMessage
+from agentstream.stack import LocalStack
+from agentstream.tokens import TokenClaims, mint_token
+from schemas import AgentResult, Done
+from tests.e2e.runs import start_run
+from tests.faults.conftest import CLIENT_QUEUE
+from tests.faults.streams import Client, keys, reference
+
+
+async def test_cancel_mid_run_ends_the_stream_stops_the_agent_and_removes_the_sandbox(
+    fault_stack: LocalStack, http: httpx.AsyncClient
+) -> None:
+    a = fault_stack.gateway_urls[0]
+    # A slow agent of its own, so the run is certainly still going when the cancel lands.
+    port = free_port()
+    agent = await fault_stack.start_agent(
+        name="agent-slow", port=port, env={"SCRIPTED_TOKEN_DELAY_S": "0.3"}
+    )
+    agent_url = f"http://127.0.0.1:{port}"
+    worker = await fault_stack.start_worker(
+        ["slow"], name="worker-slow", env={"AGENT_URL": agent_url}
+    )
+    try:
+        run = await start_run(http, a, "cancel me", org="slow")
+        client = Client(http, [a], run)
+        following = asyncio.create_task(client.follow())
+        await client.wait_for(lambda m: m.event == "token")
+        assert run in (await http.get(f"{agent_url}/ai/agent/runs")).json()["running"]
+
+        cancelled_at = time.monotonic()
+        assert (await http.post(f"{a}/api/runs/{run}/cancel")).status_code == 202
+        messages = await following
+
+        assert messages[-1].event == "cancelled"
+        async with asyncio.timeout(5):
+            # Another process's state: polling its probe is the only way to observe it.
+            while run in (await http.get(f"{agent_url}/ai/agent/runs")).json()["running"]:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        assert time.monotonic() - cancelled_at < 5, "the agent stopped within 5 s"
+    finally:
+        await worker.stop()
+        await agent.stop()
+    assert not (fault_stack.state_dir / "sandboxes" / run).exists()
+    assert (await http.get(f"{a}/api/runs/{run}")).json()["status"] == "cancelled"
+    assert keys(messages) == keys(await reference(http, a, run))
+    assert "done" not in [m.event for m in messages]
+
+
+def _bearer(stack: LocalStack, run: str) -> dict[str, str]:
+    claims = TokenClaims(
+        kind="callback", run=run, org="default", attempt=1, exp=int(time.time()) + 600
+    )
+    return {"Authorization": f"Bearer {mint_token(stack.callback_secret, claims)}"}
+
+
+async def _open_stalled_client(port: int, run: str) -> tuple[asyncio.StreamReader, socket.socket]:
+    """A client that sends its request and then stops reading (tiny receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    # HTTP/1.0: the body is the raw event stream, with no chunked framing to undo.
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+    writer.write(f"GET /api/stream/{run} HTTP/1.0\r\nHost: test\r\n\r\n".encode())
+    await writer.drain()
+    return reader, sock
+
+
+async def _read_until_closed(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sent before it closed; a reset may discard the unread rest."""
+    received = bytearray()
+    try:
+        while chunk := await reader.read(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return bytes(received)
+
+
+def _complete_events(raw: bytes) -> list[SseMessage]:
+    if b"\r\n\r\n" not in raw:
+        return []
+    body = raw.split(b"\r\n\r\n", 1)[1].decode(errors="replace")
+    events = []
+    for block in body.split("\r\n\r\n")[:-1]:
+        fields = dict(
+            line.split(": ", 1) for line in block.split("\r\n") if not line.startswith(":")
+        )
+        if "data" in fields:
+            events.append(SseMessage(event=fields["event"], data=fields["data"], id=fields["id"]))
+    return events
+
+
+async def test_slow_client_is_cut_off_without_stalling_ten_others_and_resumes_exactly(
+    fault_stack: LocalStack, http: httpx.AsyncClient
+) -> None:
+    a = fault_stack.gateway_urls[0]
+    port = fault_stack.gateway_ports[0]
+    run = "run_slow_client_" + str(time.time_ns())
+    url = f"{a}/api/stream/{run}/chunk"
+    headers = _bearer(fault_stack, run)
+    text = "x" * 2000
+    first = await http.post(
+        url, json={"type": "token", "run": run, "n": 0, "text": "start"}, headers=headers
+    )
+    assert first.status_code == 200
+
+    gateway = psutil.Process(fault_stack.processes["gateway-0"].pid)
+    rss_before = gateway.memory_info().rss
+    stalled, sock = await _open_stalled_client(port, run)
+    fast = [Client(http, [a], run) for _ in range(10)]
+    following = [asyncio.create_task(c.follow()) for c in fast]
+    await asyncio.gather(*(c.wait_for(lambda m: m.id is not None) for c in fast))
+
+    total = 1500
+    for start in range(1, total, 100):
+        events = [
+            {"type": "token", "run": run, "n": n, "text": text}
+            for n in range(start, min(start + 100, total))
+        ]
+        assert (await http.post(url, json=events, headers=headers)).status_code == 200
+    nc = await nats.connect(fault_stack.nats_url)
+    try:
+        done = Done(run=run, result=AgentResult(final_answer="slow client test"))
+        await publish_event(nc.jetstream(), "default", done, producer=TERMINAL_PRODUCER)
+    finally:
+        await nc.close()
+
+    # The ten fast clients finish while the stalled one has not read a byte since its headers.
+    results = await asyncio.gather(*following)
+    expected = keys(await reference(http, a, run))
+    assert len(expected) == total + 1
+    for received in results:
+        assert keys(received) == expected
+    growth = gateway.memory_info().rss - rss_before
+    assert growth < 200 * 1024 * 1024, f"gateway grew by {growth} bytes"
+
+    async with asyncio.timeout(30):
+        # Returns only once the server closed the stream: it was cut off, not left hanging.
+        raw = await _read_until_closed(stalled)
+    sock.close()
+    got = _complete_events(raw)
+    assert not (got and got[-1].terminal), "cut off before the end"
+    assert len(got) < total - CLIENT_QUEUE, "disconnected once its queue bound was reached"
+    resumed = Client(http, [a], run)
+    resumed.messages = list(got)
+    await resumed.follow()
+    assert keys(resumed.messages) == expected
+
+
+async def test_sigterm_ends_streams_so_clients_resume_elsewhere_and_the_gateway_exits(
+    fault_stack: LocalStack, http: httpx.AsyncClient
+) -> None:
+    a, b, c = fault_stack.gateway_urls
+    run = await start_run(http, a, "graceful gateway shutdown")
+    client = Client(http, [c, b], run)
+    following = asyncio.create_task(client.follow())
+    try:
+        await client.wait_for(lambda m: m.event == "token")
+        stopped_at = time.monotonic()
+        code = await fault_stack.processes["gateway-2"].stop(timeout_s=20)
+        assert code == 0, "clean exit"
+        assert time.monotonic() - stopped_at < 15, "exited within its grace period"
+        messages = await following
+    finally:
+        following.cancel()
+        await fault_stack.restart("gateway-2")
+
+    assert client.connections >= 2
+    assert keys(messages) == keys(await reference(http, a, run))

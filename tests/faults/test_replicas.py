@@ -1,0 +1,75 @@
+"""Resume, replica crash, late join and fan-out: every client gets the reference sequence."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import httpx
+
+from agentstream.stack import LocalStack
+from tests.e2e.runs import start_run
+from tests.faults.streams import Client, keys, reference
+
+
+async def test_resume_on_another_replica_after_a_partial_read(
+    fault_stack: LocalStack, http: httpx.AsyncClient
+) -> None:
+    a, b, c = fault_stack.gateway_urls
+    run = await start_run(http, a, "resume across replicas")
+    client = Client(http, [a], run)
+
+    await client.read_once(a, stop_after=8)
+    assert not client.messages[-1].terminal, "the first read ended mid-run"
+    await client.read_once(b)
+
+    assert keys(client.messages) == keys(await reference(http, c, run))
+
+
+async def test_client_resumes_on_b_when_replica_a_is_killed_mid_run(
+    fault_stack: LocalStack, http: httpx.AsyncClient
+) -> None:
+    a, b, c = fault_stack.gateway_urls
+    run = await start_run(http, b, "survive a replica crash")
+    client = Client(http, [a, b], run)
+    following = asyncio.create_task(client.follow())
+    try:
+        await client.wait_for(lambda m: m.event == "token")
+        await fault_stack.processes["gateway-0"].kill()
+        messages = await following
+    finally:
+        following.cancel()
+        await fault_stack.restart("gateway-0")
+
+    assert client.connections >= 2, "the client had to reconnect"
+    assert keys(messages) == keys(await reference(http, c, run))
+
+
+async def test_twenty_clients_on_three_replicas_joining_at_random_moments(
+    fault_stack: LocalStack, http: httpx.AsyncClient
+) -> None:
+    gateways = fault_stack.gateway_urls
+    run = await start_run(http, gateways[0], "fan out to many clients")
+    rng = random.Random(20)
+    first = Client(http, gateways, run)
+    ended = asyncio.Event()
+
+    async def join(index: int, delay: float, after_end: bool) -> list[str]:
+        if after_end:
+            await ended.wait()
+        # Joining "at a random moment" is the scenario itself, not a wait for readiness.
+        await asyncio.sleep(delay)
+        client = Client(http, gateways[index % 3 :] + gateways[: index % 3], run)
+        return keys(await client.follow())  # type: ignore[return-value]
+
+    async def watch_first() -> None:
+        await first.follow()
+        ended.set()
+
+    joins = [join(i, rng.uniform(0, 3.0), after_end=i >= 16) for i in range(19)]
+    results = await asyncio.gather(watch_first(), *joins)
+
+    expected = keys(await reference(http, gateways[2], run))
+    assert keys(first.messages) == expected
+    for received in results[1:]:
+        assert received == expected

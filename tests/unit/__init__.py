@@ -1,0 +1,1 @@
+"""Unit tests: one module each, no stack; real PostgreSQL where a database is needed."""
