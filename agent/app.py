@@ -17,8 +17,10 @@ from agent.chunk_sink import SinkFailed
 from agent.model import build_model
 from agent.runner import AgentRunner
 from agent.settings import AgentSettings
+from agent.sql_database import AnalysisDatabases, UnknownConnection
 from agentstream.http import (
     BadGateway,
+    BadRequest,
     Conflict,
     NotFound,
     Unavailable,
@@ -89,15 +91,24 @@ def create_app(settings: AgentSettings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         model, model_name = build_model(settings)
         # Retries are the chunk sink's (same events, de-duplicated) and Temporal's, not httpx's.
+        databases = AnalysisDatabases(
+            settings.databases,
+            statement_timeout_ms=settings.sql_timeout_ms,
+            row_cap=settings.sql_row_cap,
+        )
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
             runner_box["runner"] = AgentRunner(
                 model=model,
                 model_name=model_name,
                 sandboxes=LocalSandboxProvider(FsPath(settings.sandbox_root)),
+                databases=databases,
                 http=http,
                 settings=settings,
             )
-            yield
+            try:
+                yield
+            finally:
+                await databases.close()
 
     app = FastAPI(title="agentstream agent", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
@@ -122,6 +133,8 @@ def create_app(settings: AgentSettings | None = None) -> FastAPI:
             if current is not None and current.cancelling():
                 raise
             raise Conflict(f"run {body.run} attempt {body.attempt} was cancelled") from None
+        except UnknownConnection as exc:
+            raise BadRequest(str(exc)) from None
         except SinkFailed as exc:
             raise BadGateway(f"the callback bridge did not take the events: {exc}") from None
         finally:

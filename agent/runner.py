@@ -9,18 +9,23 @@ import httpx
 from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.tools import BaseTool
 
 from agent.chunk_sink import ChunkSink
 from agent.settings import AgentSettings
+from agent.sql_database import AnalysisDatabases, ReadOnlyDatabase
+from agent.sql_tools import sql_tools
 from agent.tools import ToolRecorder, sandbox_tools
 from agentstream.sandbox import SandboxProvider
-from schemas import AgentRequest, AgentResult, Stage, Status, Usage
+from schemas import AgentRequest, AgentResult, SqlQuery, Stage, Status, Usage
 
 log = logging.getLogger(__name__)
 
 SYSTEM_PROMPT = (
-    "You are a capable software and data agent. You work in a sandbox: write files, run "
-    "commands, inspect results, then answer the user clearly and concisely."
+    "You are a capable software and data agent. You work in a code sandbox (write files, run "
+    "commands) and, when a database is attached, with read-only SQL tools: list the tables, "
+    "describe the ones you need, then query them (PostgreSQL). Base every figure you report "
+    "on query results. Answer in the user's language, clearly and concisely."
 )
 
 
@@ -44,18 +49,29 @@ class AgentRunner:
         model: BaseChatModel,
         model_name: str,
         sandboxes: SandboxProvider,
+        databases: AnalysisDatabases,
         http: httpx.AsyncClient,
         settings: AgentSettings,
     ) -> None:
         self._model = model
         self._model_name = model_name
         self._sandboxes = sandboxes
+        self._databases = databases
         self._http = http
         self._settings = settings
+
+    async def _database(self, request: AgentRequest) -> ReadOnlyDatabase | None:
+        """The run's database: the one it names (which must exist), else the default if any."""
+        if request.connection_id is not None:
+            return await self._databases.get(request.connection_id)
+        if self._settings.default_connection in self._databases.connection_ids:
+            return await self._databases.get(self._settings.default_connection)
+        return None
 
     async def run(self, request: AgentRequest) -> AgentResult:
         """Run the agent on ``request`` and return its result once every event is stored."""
         settings = self._settings
+        database = await self._database(request)
         async with ChunkSink(
             self._http,
             url=request.callback_url,
@@ -70,11 +86,14 @@ class AgentRunner:
             )
             sandbox = await self._sandboxes.connect(request.sandbox) if request.sandbox else None
             recorder = ToolRecorder(sink)
-            tools = (
-                sandbox_tools(sandbox, recorder, command_timeout_s=settings.command_timeout_s)
-                if sandbox is not None
-                else []
-            )
+            queries: list[SqlQuery] = []
+            tools: list[BaseTool] = []
+            if sandbox is not None:
+                tools += sandbox_tools(
+                    sandbox, recorder, command_timeout_s=settings.command_timeout_s
+                )
+            if database is not None:
+                tools += sql_tools(database, recorder, queries)
             agent = create_agent(self._model, tools, system_prompt=SYSTEM_PROMPT)
             final: list[Any] = []
             async for mode, payload in agent.astream(
@@ -100,6 +119,7 @@ class AgentRunner:
         return AgentResult(
             final_answer=_text_of(answers[-1].content).strip() if answers else "",
             model=self._model_name,
+            sql_queries=queries,
             tool_calls=recorder.calls,
             files=files,
             usage=usage,

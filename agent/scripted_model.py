@@ -25,8 +25,11 @@ from langchain_core.messages import (
     HumanMessage,
     ToolMessage,
 )
+from langchain_core.messages.tool import ToolCall
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
+
+from agent.scripted_analysis import TABLE, answer_for, is_data_question, query_for
 
 SCRIPTED_MODEL_NAME = "offline-scripted"
 
@@ -48,10 +51,26 @@ def _script_for(prompt: str) -> str:
     )
 
 
+_DISCLAIMER = (
+    "(This answer comes from the offline scripted model: no LLM is configured. "
+    "Set AGENT_MODEL to use a real one.)"
+)
+
+
+def _call(name: str, args: dict[str, Any], step: int) -> ToolCall:
+    return {"name": name, "args": args, "id": f"call_{name}_{step}", "type": "tool_call"}
+
+
 class ScriptedChatModel(BaseChatModel):
-    """Plays: write ``analysis.py`` → run it → answer with its output."""
+    """Plays one of two fixed plans, chosen by the question and the tools it was given.
+
+    Sandbox plan: write ``analysis.py`` → run it → answer with its output. Analysis plan (a
+    question about the data, SQL tools bound): list tables → describe the table → run a query →
+    answer with the rows it returned.
+    """
 
     token_delay_s: float = 0.02
+    tool_names: tuple[str, ...] = ()
 
     @property
     def _llm_type(self) -> str:
@@ -64,48 +83,53 @@ class ScriptedChatModel(BaseChatModel):
     def bind_tools(
         self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """The plan already knows its tools; binding changes nothing."""
-        return self
+        """Remember which tools exist, so the plan only calls tools it was given."""
+        names = tuple(getattr(tool, "name", "") for tool in tools)
+        return self.model_copy(update={"tool_names": names})
 
     def _next_step(self, messages: list[BaseMessage]) -> AIMessage:
         last_human = max(
             (i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1
         )
         prompt = str(messages[last_human].content) if last_human >= 0 else ""
-        results = [m for m in messages[last_human + 1 :] if isinstance(m, ToolMessage)]
+        results = [str(m.content) for m in messages[last_human + 1 :] if isinstance(m, ToolMessage)]
+        if "run_sql" in self.tool_names and is_data_question(prompt):
+            return self._analysis_step(prompt, results)
+        if "write_file" in self.tool_names and "run_command" in self.tool_names:
+            return self._sandbox_step(prompt, results)
+        return AIMessage(content=f"I have no tools for this request. {_DISCLAIMER}")
+
+    def _sandbox_step(self, prompt: str, results: list[str]) -> AIMessage:
         if not results:
             return AIMessage(
                 content="I'll write a small script about your message in the sandbox. ",
                 tool_calls=[
-                    {
-                        "name": "write_file",
-                        "args": {"path": _SCRIPT_PATH, "content": _script_for(prompt)},
-                        "id": "call_write_1",
-                        "type": "tool_call",
-                    }
+                    _call("write_file", {"path": _SCRIPT_PATH, "content": _script_for(prompt)}, 1)
                 ],
             )
         if len(results) == 1:
             return AIMessage(
                 content="Now I'll run it. ",
-                tool_calls=[
-                    {
-                        "name": "run_command",
-                        "args": {"command": f"python3 {_SCRIPT_PATH}"},
-                        "id": "call_run_1",
-                        "type": "tool_call",
-                    }
-                ],
+                tool_calls=[_call("run_command", {"command": f"python3 {_SCRIPT_PATH}"}, 2)],
             )
-        output = str(results[-1].content).strip()
         return AIMessage(
             content=(
                 f"I wrote `{_SCRIPT_PATH}` in the sandbox and ran it. It printed:\n\n"
-                f"{output}\n\n"
-                "(This answer comes from the offline scripted model: no LLM is configured. "
-                "Set AGENT_MODEL to use a real one.)"
+                f"{results[-1].strip()}\n\n{_DISCLAIMER}"
             )
         )
+
+    def _analysis_step(self, prompt: str, results: list[str]) -> AIMessage:
+        query = query_for(prompt)
+        plan = [
+            ("Let me see which tables I can query. ", _call("list_tables", {}, 1)),
+            ("Now the table's columns. ", _call("describe_table", {"table": TABLE}, 2)),
+            ("Running the query. ", _call("run_sql", {"query": query.sql}, 3)),
+        ]
+        if len(results) < len(plan):
+            text, call = plan[len(results)]
+            return AIMessage(content=text, tool_calls=[call])
+        return AIMessage(content=f"{answer_for(query, results[-1])}\n\n{_DISCLAIMER}")
 
     def _generate(
         self,

@@ -4,7 +4,30 @@ from __future__ import annotations
 
 import msgspec
 
-from agentstream.env import env_float, env_int, env_opt, env_str
+from agentstream.demo_dataset import reader_dsn
+from agentstream.env import (
+    DEFAULT_DATABASE_URL,
+    ConfigError,
+    env_float,
+    env_int,
+    env_opt,
+    env_str,
+)
+
+DEMO_CONNECTION = "demo"
+
+
+def parse_databases(raw: str) -> dict[str, str]:
+    """``id=dsn;id=dsn`` into a mapping; DSNs may contain ``=`` but not ``;``."""
+    databases: dict[str, str] = {}
+    for item in raw.split(";"):
+        if not item.strip():
+            continue
+        name, sep, dsn = item.strip().partition("=")
+        if not sep or not name or not dsn:
+            raise ConfigError(f"AGENT_DATABASES item must be id=dsn, got {item!r}")
+        databases[name] = dsn
+    return databases
 
 
 class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,6 +46,12 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
     flush_max_chars: int = 512
     max_body_bytes: int = 262_144
     max_concurrent_runs: int = 32
+    # connection ID → DSN of a database the SQL tools may read; by default the demo dataset,
+    # reached as the read-only role on the stack's database.
+    databases: dict[str, str] = msgspec.field(default_factory=dict)
+    default_connection: str = DEMO_CONNECTION
+    sql_timeout_ms: int = 5_000
+    sql_row_cap: int = 200
 
     @classmethod
     def from_env(cls) -> AgentSettings:
@@ -39,4 +68,11 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
             flush_max_chars=env_int("AGENT_FLUSH_MAX_CHARS", 512),
             max_body_bytes=env_int("AGENT_MAX_BODY_BYTES", 262_144),
             max_concurrent_runs=env_int("AGENT_MAX_CONCURRENT_RUNS", 32),
+            databases=parse_databases(
+                env_opt("AGENT_DATABASES")
+                or f"{DEMO_CONNECTION}={reader_dsn(env_str('DATABASE_URL', DEFAULT_DATABASE_URL))}"
+            ),
+            default_connection=env_str("AGENT_DEFAULT_CONNECTION", DEMO_CONNECTION),
+            sql_timeout_ms=env_int("AGENT_SQL_TIMEOUT_MS", 5_000),
+            sql_row_cap=env_int("AGENT_SQL_ROW_CAP", 200),
         )

@@ -12,8 +12,12 @@ from typing import Annotated, Any
 from langchain_core.tools import BaseTool, InjectedToolCallId, StructuredTool
 
 from agent.chunk_sink import ChunkSink
+from agent.sql_database import SqlRefused
 from agentstream.sandbox import Sandbox, SandboxError
 from schemas import ToolCall, ToolEnd, ToolStart
+
+# Failures that are the tool's answer to the model, not a crash of the run.
+TOOL_FAILURES = (SandboxError, SqlRefused)
 
 # What the events and the result keep of a tool's output; the model gets all of it.
 _EVENT_OUTPUT_CHARS = 8_000
@@ -38,7 +42,7 @@ class ToolRecorder:
         error: str | None = None
         try:
             output = await action()
-        except SandboxError as exc:
+        except TOOL_FAILURES as exc:
             error = str(exc)
             output = f"error: {error}"
         shown = output[:_EVENT_OUTPUT_CHARS]

@@ -12,7 +12,10 @@ from pathlib import Path
 from agentstream.env import env_str
 from agentstream.serve import configure_logging
 
-DEMO_PROMPT = "Write a short script that analyses this sentence, run it, and tell me what it found."
+DEMO_PROMPTS = (
+    "Write a short script that analyses this sentence, run it, and tell me what it found.",
+    "Tampilkan top 5 provinsi dengan rata-rata modal awal koperasi tertinggi",
+)
 
 
 def _exit(code: int) -> None:
@@ -77,8 +80,10 @@ async def _demo(args: argparse.Namespace) -> int:
     stack = LocalStack(_stack_config(args))  # type: ignore[arg-type]
     async with stack.running():
         _print_stack(stack)
-        print(f"\n$ agentstream chat {args.prompt!r}", flush=True)
-        code = await chat(args.prompt, stack.gateway_urls[0])
+        code = 0
+        for prompt in args.prompt or DEMO_PROMPTS:
+            print(f"\n$ agentstream chat {prompt!r}", flush=True)
+            code = code or await chat(prompt, stack.gateway_urls[0])
         print("\nstopping the stack…", flush=True)
     return code
 
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     stack_options(up)
     demo = sub.add_parser("demo", help="bring the stack up, run one chat, stop it")
     stack_options(demo)
-    demo.add_argument("prompt", nargs="?", default=DEMO_PROMPT)
+    demo.add_argument("prompt", nargs="*", help="prompts to run (default: two samples)")
 
     chat_p = sub.add_parser("chat", help="send a message and print the run as it streams")
     chat_p.add_argument("prompt")

@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 from temporalio.client import Client as TemporalClient
 
+from agentstream.demo_dataset import ensure_demo_dataset
 from agentstream.postgres import LocalDatabase, local_database
 from agentstream.processes import ServiceProcess, free_port, port_or_free
 
@@ -242,6 +244,11 @@ class LocalStack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         async with local_database(self.state_dir, self.config.database_url) as database:
             self.database = database
+            conn = await asyncpg.connect(database.dsn)
+            try:
+                await ensure_demo_dataset(conn)
+            finally:
+                await conn.close()
             try:
                 await self.start_nats()
                 await self.start_temporal()
