@@ -8,7 +8,7 @@ import time
 
 import httpx
 import msgspec
-from nats.js.client import JetStreamContext
+from nats.aio.client import Client as NATS
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -32,6 +32,7 @@ from schemas import (
     TerminalInput,
     encode,
 )
+from worker.progress import Progress, watch_progress
 
 # A callback token outlives any attempt's start-to-close timeout.
 _CALLBACK_TOKEN_TTL_S = 3 * 3600
@@ -66,7 +67,7 @@ class RunActivities:
     def __init__(
         self,
         *,
-        js: JetStreamContext,
+        nc: NATS,
         store: MessageStore,
         sandboxes: SandboxProvider,
         http: httpx.AsyncClient,
@@ -75,7 +76,8 @@ class RunActivities:
         callback_secret: str,
         heartbeat_s: float,
     ) -> None:
-        self._js = js
+        self._nc = nc
+        self._js = nc.jetstream()
         self._store = store
         self._sandboxes = sandboxes
         self._http = http
@@ -143,22 +145,23 @@ class RunActivities:
             sandbox=params.sandbox,
             connection_id=chat.connection_id,
         )
-        heartbeat = asyncio.create_task(self._heartbeat())
-        try:
-            response = await self._http.post(
-                f"{self._agent_url}/ai/agent",
-                content=encode(request),
-                headers={"Content-Type": "application/json"},
-            )
-        except asyncio.CancelledError:
-            await self._stop_agent(params.run)
-            raise
-        except httpx.HTTPError as exc:
-            raise ApplicationError(f"agent service unreachable: {exc!r}") from None
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+        async with watch_progress(self._nc, chat.org, params.run) as progress:
+            heartbeat = asyncio.create_task(self._heartbeat(progress))
+            try:
+                response = await self._http.post(
+                    f"{self._agent_url}/ai/agent",
+                    content=encode(request),
+                    headers={"Content-Type": "application/json"},
+                )
+            except asyncio.CancelledError:
+                await self._stop_agent(params.run)
+                raise
+            except httpx.HTTPError as exc:
+                raise ApplicationError(f"agent service unreachable: {exc!r}") from None
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
         if response.status_code >= 400:
             raise ApplicationError(
                 f"agent service answered {response.status_code}: {response.text[:500]}",
@@ -166,9 +169,9 @@ class RunActivities:
             )
         return msgspec.json.decode(response.content, type=AgentResult)
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(self, progress: Progress) -> None:
         while True:
-            activity.heartbeat()
+            activity.heartbeat(msgspec.to_builtins(progress))
             await asyncio.sleep(self._heartbeat_s)
 
     async def _stop_agent(self, run: str) -> None:

@@ -42,7 +42,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
             data_converter=data_converter,
         )
         activities = RunActivities(
-            js=nc.jetstream(),
+            nc=nc,
             store=MessageStore(pool),
             sandboxes=LocalSandboxProvider(Path(settings.sandbox_root)),
             http=http,

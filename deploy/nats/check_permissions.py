@@ -164,7 +164,9 @@ async def run_checks(servers: list[str]) -> None:
         "worker's event reaches the gateway live", (await live.next_msg(timeout=3)).data == b"done"
     )
     check("worker reads stream info", (await wjs.stream_info("RUNS")).config.name == "RUNS")
-    await expect_denied("worker may not read live events", wk.subscribe("live.>"), wk_err)
+    progress = await wk.subscribe("live.default.run_a")
+    await wk.flush()
+    check("worker follows live events for heartbeat progress", progress is not None)
     await expect_denied(
         "worker may not create streams",
         wjs.add_stream(StreamConfig(name="X", subjects=["x.>"])),
