@@ -106,7 +106,10 @@ class LiveHub:
             channel.watchers.add(watcher)
             try:
                 channel.subscription = await self._subscribe(run, channel)
-                await self._nc.flush()
+                # Shielded: nats-py resolves a flush's PONG future without checking whether it
+                # was cancelled, and that error kills the connection's read loop. A client that
+                # leaves mid-flush must not take the replica's NATS connection with it.
+                await asyncio.shield(self._nc.flush())
             finally:
                 channel.ready.set()
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -142,3 +143,29 @@ async def test_a_hole_in_live_delivery_is_refilled_before_anything_after_it(
     assert b'"text":"b"' in second.data and b'"text":"c"' in third.data, "read from the stream"
     await events.aclose()
     assert hub.watched_runs == 0
+
+
+async def test_clients_leaving_while_their_subscription_is_made_do_not_break_the_connection(
+    connections: tuple[NATS, NATS],
+) -> None:
+    gateway, producer = connections
+    hub = LiveHub(gateway, client_queue_size=16)
+    history = HistoryReader(gateway)
+
+    async def watch_briefly(run: str) -> None:
+        async with hub.watch(run, asyncio.Event()):
+            await asyncio.Event().wait()
+
+    # Cancel watchers at every point of their set-up, the subscription's flush included.
+    for i in range(40):
+        task = asyncio.create_task(watch_briefly(f"run_leaving_{i}"))
+        for _ in range(i % 4):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await gateway.flush(timeout=5)
+
+    run = "run_after_leavers"
+    await _publish_run(producer, run, tokens=2)
+    _assert_whole_run(await _collect(hub, history, run), tokens=2)
