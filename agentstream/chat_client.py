@@ -81,7 +81,8 @@ async def chat(
         accepted = response.json()
         out.write(f"run {accepted['workflow_id']}\n")
         printer = RunPrinter(out)
-        stream_url = accepted["stream_url"] or f"{gateway}/api/stream/{accepted['workflow_id']}"
+        # The URL carries the run's stream token; it is relative when no PUBLIC_URL is set.
+        stream_url = str(httpx.URL(gateway).join(accepted["stream_url"]))
         async for message in follow_run(client, stream_url):
             printer.show(message)
             if message.event == "done":

@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
         "--gateway", default=env_str("AGENTSTREAM_GATEWAY", "http://127.0.0.1:8000")
     )
     chat_p.add_argument("--org")
+    chat_p.add_argument(
+        "--api-key", default=env_str("AGENTSTREAM_API_KEY", ""), help="or AGENTSTREAM_API_KEY"
+    )
 
     gateway = sub.add_parser("gateway", help="run one gateway replica")
     gateway.add_argument("--host", default="127.0.0.1")
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "chat":
         from agentstream.chat_client import chat
 
-        _exit(asyncio.run(chat(args.prompt, args.gateway, org=args.org)))
+        _exit(asyncio.run(chat(args.prompt, args.gateway, org=args.org, api_key=args.api_key)))
     elif args.command == "gateway":
         from agentstream.serve import serve
         from gateway.app import create_app

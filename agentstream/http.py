@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from agentstream.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics
 from schemas import ErrorBody, InvalidIdError, encode
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,14 @@ class ServiceError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, detail: str = "", *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, detail: str = "", *, headers: dict[str, str] | None = None, limit: str | None = None
+    ) -> None:
         super().__init__(detail or self.code)
         self.detail = detail
         self.headers = headers
+        # Which configured limit refused the request, if any: counted as a metric.
+        self.limit = limit
 
 
 class BadRequest(ServiceError):
@@ -69,6 +74,11 @@ class BadGateway(ServiceError):
     code = "bad_gateway"
 
 
+class TooManyRequests(ServiceError):
+    status = 429
+    code = "too_many_requests"
+
+
 class Unavailable(ServiceError):
     status = 503
     code = "unavailable"
@@ -95,12 +105,12 @@ async def read_body(request: Request, limit: int) -> bytes:
         if not declared.isdigit():
             raise BadRequest("content-length is not a number")
         if int(declared) > limit:
-            raise PayloadTooLarge(f"body larger than {limit} bytes")
+            raise PayloadTooLarge(f"body larger than {limit} bytes", limit="body_size")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise PayloadTooLarge(f"body larger than {limit} bytes")
+            raise PayloadTooLarge(f"body larger than {limit} bytes", limit="body_size")
     return bytes(body)
 
 
@@ -116,11 +126,13 @@ def decode_body(body: bytes, type_: type[T]) -> T:
         raise BadRequest(f"malformed JSON: {exc}") from None
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, metrics: Metrics | None = None) -> None:
     """Map every error a request can raise to the JSON error shape, never an HTML page."""
 
     async def on_service_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServiceError)
+        if exc.limit is not None and metrics is not None:
+            metrics.inc(LIMIT_HITS, LIMIT_HITS_HELP, limit=exc.limit)
         return error_response(exc.status, exc.code, exc.detail, exc.headers)
 
     async def on_http_error(_: Request, exc: Exception) -> Response:

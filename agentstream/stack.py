@@ -208,15 +208,22 @@ class LocalStack:
         await process.wait_http_ok(f"http://127.0.0.1:{port}/healthz", _READY_TIMEOUT_S)
         return process
 
-    async def start_gateway(self, index: int) -> ServiceProcess:
-        """Gateway replica ``index``."""
-        port = self.gateway_ports[index]
-        url = self.gateway_urls[index]
+    async def start_gateway(
+        self,
+        index: int,
+        *,
+        name: str | None = None,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ServiceProcess:
+        """Gateway replica ``index``, or an extra one named ``name`` on ``port``."""
+        port = port or self.gateway_ports[index]
+        url = f"http://127.0.0.1:{port}"
         process = await self._launch(
             ServiceProcess(
-                f"gateway-{index}",
+                name or f"gateway-{index}",
                 self._module("gateway", "--port", str(port)),
-                self._service_env(PUBLIC_URL=url),
+                self._service_env(PUBLIC_URL=url, **(env or {})),
                 self.log_dir,
             )
         )

@@ -15,10 +15,13 @@ from temporalio.service import RPCError
 
 from agentstream.http import error_response, install_error_handlers, json_response
 from agentstream.message_store import MessageStore, open_pool
+from agentstream.metrics import Metrics
 from agentstream.nats_conn import connect_nats, ensure_runs_stream
 from agentstream.openapi_bodies import publish_body_schemas
 from agentstream.temporal_codec import data_converter
+from gateway.auth import Authenticator
 from gateway.history import HistoryReader, HistoryUnavailable
+from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
 from gateway.routes import bridge, messages, runs, stream
 from gateway.run_directory import RunDirectory
@@ -44,6 +47,11 @@ def install_outage_handlers(app: FastAPI) -> None:
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """Build the gateway; nothing connects until the server starts it."""
     settings = settings or GatewaySettings.from_env()
+
+    metrics = Metrics()
+    auth = Authenticator(settings)
+    if auth.open:
+        log.warning("no API_KEYS or JWT configured: the gateway is OPEN (local stack mode)")
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, GatewayState]]:
@@ -73,7 +81,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             )
             pool = await open_pool(settings.database_url)
             store = MessageStore(pool)
-            hub = LiveHub(nc, client_queue_size=settings.sse_client_queue)
+            hub = LiveHub(nc, client_queue_size=settings.sse_client_queue, metrics=metrics)
             history = HistoryReader(nc)
             yield {
                 "gateway": GatewayState(
@@ -85,6 +93,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     hub=hub,
                     history=history,
                     directory=RunDirectory(temporal, store, history),
+                    auth=auth,
+                    rate_limiter=RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst),
+                    stream_slots=StreamSlots(settings.max_streams_per_key),
+                    metrics=metrics,
                 )
             }
         finally:
@@ -93,7 +105,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await nc.drain()
 
     app = FastAPI(title="agentstream gateway", version="0.1.0", lifespan=lifespan)
-    install_error_handlers(app)
+    install_error_handlers(app, metrics)
     install_outage_handlers(app)
     publish_body_schemas(app)
     for module in (messages, stream, bridge, runs):
@@ -102,6 +114,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> object:
         """Liveness and readiness: the process serves requests."""
-        return json_response({"status": "ok"})
+        return json_response({"status": "ok", "auth": "open" if auth.open else "required"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_text() -> Response:
+        """Prometheus exposition of this replica's counters and gauges."""
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from agentstream.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics
 from gateway.stored_event import StoredEvent
 from schemas import live_subject_any_org
 
@@ -44,8 +45,15 @@ LiveItem = StoredEvent | _Signal
 class Watcher:
     """One client's view of a run's live events."""
 
-    def __init__(self, run: str, queue_size: int, cut_off: asyncio.Event) -> None:
+    def __init__(
+        self,
+        run: str,
+        queue_size: int,
+        cut_off: asyncio.Event,
+        on_overflow: Callable[[], None] = lambda: None,
+    ) -> None:
         self.run = run
+        self._on_overflow = on_overflow
         self._queue: asyncio.Queue[LiveItem] = asyncio.Queue(maxsize=queue_size)
         self.overflowed = False
         # Set on overflow, so the response can end even while blocked sending to the client.
@@ -60,6 +68,7 @@ class Watcher:
         except asyncio.QueueFull:
             self.overflowed = True
             self.cut_off.set()
+            self._on_overflow()
             # Make room for the one item the client must see next: the order to go away.
             while not self._queue.empty():
                 self._queue.get_nowait()
@@ -82,10 +91,15 @@ class _RunChannel:
 class LiveHub:
     """All live subscriptions of this replica."""
 
-    def __init__(self, nc: NATS, *, client_queue_size: int) -> None:
+    def __init__(self, nc: NATS, *, client_queue_size: int, metrics: Metrics | None = None) -> None:
         self._nc = nc
+        self._metrics = metrics
         self._client_queue_size = client_queue_size
         self._channels: dict[str, _RunChannel] = {}
+
+    def _on_overflow(self) -> None:
+        if self._metrics is not None:
+            self._metrics.inc(LIMIT_HITS, LIMIT_HITS_HELP, limit="client_queue")
 
     @property
     def watched_runs(self) -> int:
@@ -99,7 +113,7 @@ class LiveHub:
         The subscription is in place (flushed to the server) before this yields, so a history
         read started afterwards overlaps live delivery instead of leaving a hole between them.
         """
-        watcher = Watcher(run, self._client_queue_size, cut_off)
+        watcher = Watcher(run, self._client_queue_size, cut_off, self._on_overflow)
         channel = self._channels.get(run)
         if channel is None:
             channel = self._channels[run] = _RunChannel()

@@ -7,7 +7,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from agentstream.message_store import MessageStore
 from gateway.history import HistoryReader
-from schemas import RunView, is_valid_id
+from schemas import DEFAULT_ORG, RunView, is_valid_id
 from schemas.messages import RunState
 
 _STATES: dict[WorkflowExecutionStatus, RunState] = {
@@ -19,6 +19,12 @@ _STATES: dict[WorkflowExecutionStatus, RunState] = {
     WorkflowExecutionStatus.TIMED_OUT: "timed_out",
     WorkflowExecutionStatus.CONTINUED_AS_NEW: "running",
 }
+
+
+def org_of_task_queue(task_queue: str) -> str:
+    """The org a run belongs to, from the task queue it was started on (``agent-<org>``)."""
+    org = task_queue.removeprefix("agent-")
+    return org if task_queue.startswith("agent-") and is_valid_id(org) else DEFAULT_ORG
 
 
 _ENDED: dict[str, RunState] = {"failed": "failed", "cancelled": "cancelled"}
@@ -43,16 +49,18 @@ class RunDirectory:
             if stored is None:
                 return None
             # Temporal forgot the run (retention), the database did not: it completed.
-            return RunView(workflow_id=run, status="completed", result=stored.result)
+            return RunView(
+                workflow_id=run, status="completed", result=stored.result, org=stored.org
+            )
+        org = org_of_task_queue(description.task_queue)
         if stored is not None:
             # The answer is stored only at the end: the run is complete even while the workflow
             # is still publishing its terminal event.
-            return RunView(workflow_id=run, status="completed", result=stored.result)
+            return RunView(workflow_id=run, status="completed", result=stored.result, org=org)
         status = _STATES.get(description.status, "running") if description.status else "running"
         if status == "running":
             # The terminal event is published just before the workflow closes: trust it.
-            org = description.task_queue.removeprefix("agent-")
-            last = await self._history.last_event(org, run) if is_valid_id(org) else None
+            last = await self._history.last_event(org, run)
             if last is not None and last.type in _ENDED:
                 status = _ENDED[last.type]
-        return RunView(workflow_id=run, status=status)
+        return RunView(workflow_id=run, status=status, org=org)

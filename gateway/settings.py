@@ -42,6 +42,20 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     sse_shutdown_grace_s: float = 1.0
     max_body_bytes: int = 1_048_576
     max_events_per_post: int = 500
+    max_event_bytes: int = 65_536
+    max_message_chars: int = 32_000
+    # Authentication: none configured means open (the local stack).
+    api_keys: str = ""
+    jwt_hs256_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_org_claim: str = "org"
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    stream_token_ttl_s: int = 3_600
+    rate_limit_rps: float = 20.0
+    rate_limit_burst: int = 40
+    max_streams_per_key: int = 64
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -66,4 +80,17 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             sse_shutdown_grace_s=env_float("SSE_SHUTDOWN_GRACE_S", 1.0),
             max_body_bytes=env_int("MAX_BODY_BYTES", 1_048_576),
             max_events_per_post=env_int("MAX_EVENTS_PER_POST", 500),
+            max_event_bytes=env_int("MAX_EVENT_BYTES", 65_536),
+            max_message_chars=env_int("MAX_MESSAGE_CHARS", 32_000),
+            api_keys=env_str("API_KEYS", ""),
+            jwt_hs256_secret=env_opt("JWT_HS256_SECRET"),
+            jwt_public_key=env_opt("JWT_PUBLIC_KEY"),
+            jwt_jwks_url=env_opt("JWT_JWKS_URL"),
+            jwt_org_claim=env_str("JWT_ORG_CLAIM", "org"),
+            jwt_audience=env_opt("JWT_AUDIENCE"),
+            jwt_issuer=env_opt("JWT_ISSUER"),
+            stream_token_ttl_s=env_int("STREAM_TOKEN_TTL_S", 3_600),
+            rate_limit_rps=env_float("RATE_LIMIT_RPS", 20.0),
+            rate_limit_burst=env_int("RATE_LIMIT_BURST", 40),
+            max_streams_per_key=env_int("MAX_STREAMS_PER_KEY", 64),
         )

@@ -11,7 +11,10 @@ from nats.js.client import JetStreamContext
 from temporalio.client import Client as TemporalClient
 
 from agentstream.message_store import MessageStore
+from agentstream.metrics import Metrics
+from gateway.auth import Authenticator, Principal
 from gateway.history import HistoryReader
+from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
 from gateway.run_directory import RunDirectory
 from gateway.settings import GatewaySettings
@@ -29,6 +32,10 @@ class GatewayState:
     hub: LiveHub
     history: HistoryReader
     directory: RunDirectory
+    auth: Authenticator
+    rate_limiter: RateLimiter
+    stream_slots: StreamSlots
+    metrics: Metrics
 
 
 def gateway_state(request: Request) -> GatewayState:
@@ -38,3 +45,14 @@ def gateway_state(request: Request) -> GatewayState:
 
 
 State = Annotated[GatewayState, Depends(gateway_state)]
+
+
+async def caller(request: Request, gw: State) -> Principal:
+    """The authenticated caller, within its request rate."""
+    principal = await gw.auth.principal(request)
+    if principal.org is not None:
+        gw.rate_limiter.check(principal.key)
+    return principal
+
+
+Caller = Annotated[Principal, Depends(caller)]

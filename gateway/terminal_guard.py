@@ -16,7 +16,8 @@ from temporalio.service import RPCError
 
 from agentstream.event_publisher import TERMINAL_PRODUCER, publish_event
 from agentstream.message_store import MessageStore
-from schemas import DEFAULT_ORG, Cancelled, Done, Failed, is_valid_id
+from gateway.run_directory import org_of_task_queue
+from schemas import Cancelled, Done, Failed
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +26,6 @@ _CLOSED_WITHOUT_RESULT = {
     WorkflowExecutionStatus.TIMED_OUT: "the run timed out",
     WorkflowExecutionStatus.TERMINATED: "the run was terminated",
 }
-
-
-def _org_of(task_queue: str) -> str:
-    org = task_queue.removeprefix("agent-")
-    return org if is_valid_id(org) else DEFAULT_ORG
 
 
 async def publish_missing_terminal(
@@ -43,7 +39,7 @@ async def publish_missing_terminal(
     status = description.status
     if status is None or status == WorkflowExecutionStatus.RUNNING:
         return False
-    org = _org_of(description.task_queue)
+    org = org_of_task_queue(description.task_queue)
     event: Done | Failed | Cancelled
     if status == WorkflowExecutionStatus.CANCELED:
         event = Cancelled(run=run, reason="cancelled by request")

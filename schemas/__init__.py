@@ -29,7 +29,6 @@ from schemas.ids import (
     task_queue,
 )
 from schemas.messages import (
-    MAX_MESSAGE_CHARS,
     AgentRequest,
     AgentResult,
     CallAgentInput,
@@ -49,7 +48,6 @@ from schemas.messages import (
 __all__ = [
     "DEFAULT_ORG",
     "ID_PATTERN",
-    "MAX_MESSAGE_CHARS",
     "AgentRequest",
     "AgentResult",
     "BaseEvent",

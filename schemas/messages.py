@@ -8,8 +8,6 @@ import msgspec
 
 from schemas.ids import DEFAULT_ORG
 
-MAX_MESSAGE_CHARS = 32_000
-
 SandboxBackend = Literal["local", "e2b"]
 
 
@@ -111,7 +109,8 @@ class TerminalInput(msgspec.Struct, kw_only=True, frozen=True):
 class PostMessage(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Body of ``POST /api/messages``."""
 
-    message: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+    # The upper bound is the gateway's (configurable) MAX_MESSAGE_CHARS.
+    message: Annotated[str, msgspec.Meta(min_length=1)]
     conversation_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
     org: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
     connection_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
@@ -124,6 +123,8 @@ class MessageAccepted(msgspec.Struct, kw_only=True, frozen=True):
     conversation_id: str
     stream_url: str
     run_url: str
+    # Run-scoped, expiring; ``stream_url`` already carries it as ``?token=``.
+    stream_token: str = ""
 
 
 RunState = Literal["running", "completed", "failed", "cancelled", "terminated", "timed_out"]
@@ -135,6 +136,7 @@ class RunView(msgspec.Struct, kw_only=True, frozen=True):
     workflow_id: str
     status: RunState
     result: AgentResult | None = None
+    org: str = ""
 
 
 class ErrorBody(msgspec.Struct, kw_only=True, frozen=True):

@@ -26,7 +26,7 @@ from agentstream.tokens import TokenError, verify_token
 from gateway.params import RunIdPath
 from gateway.state import State
 from gateway.stored_event import TERMINAL_TYPES
-from schemas import Cancelled, Done, Event, Failed, Reset, decode_event_batch, event_type
+from schemas import Cancelled, Done, Event, Failed, Reset, decode_event_batch, encode, event_type
 
 router = APIRouter()
 
@@ -71,7 +71,10 @@ async def publish_chunk(
     except msgspec.DecodeError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
     if len(events) > gw.settings.max_events_per_post:
-        raise PayloadTooLarge(f"more than {gw.settings.max_events_per_post} events in one post")
+        raise PayloadTooLarge(
+            f"more than {gw.settings.max_events_per_post} events in one post",
+            limit="events_per_post",
+        )
     for event in events:
         if isinstance(event, _WORKER_ONLY):
             raise BadRequest(f"{event_type(event)} events come from the worker, not the agent")
@@ -79,6 +82,10 @@ async def publish_chunk(
             raise BadRequest(f"event for run {event.run!r} posted to run {run!r}")
         if event.attempt != claims.attempt:
             raise BadRequest(f"event of attempt {event.attempt}, token of attempt {claims.attempt}")
+        if len(encode(event)) > gw.settings.max_event_bytes:
+            raise PayloadTooLarge(
+                f"an event larger than {gw.settings.max_event_bytes} bytes", limit="event_size"
+            )
     last = await gw.history.last_event(claims.org, run)
     if last is not None and last.type in TERMINAL_TYPES:
         raise Conflict(f"run {run} has finished; late events are refused")

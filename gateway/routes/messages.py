@@ -9,9 +9,11 @@ from starlette.responses import Response
 from ulid import ULID
 
 from agentstream.event_publisher import publish_event
-from agentstream.http import Unavailable, decode_body, json_response, read_body
+from agentstream.http import BadRequest, Unavailable, decode_body, json_response, read_body
 from agentstream.openapi_bodies import json_body
-from gateway.state import State
+from gateway.auth import require_org
+from gateway.state import Caller, State
+from gateway.stream_tokens import mint_stream_token
 from schemas import (
     DEFAULT_ORG,
     ChatInput,
@@ -33,13 +35,27 @@ WORKFLOW_NAME = "ChatWorkflow"
     "/api/messages",
     status_code=202,
     openapi_extra=json_body(PostMessage),
-    responses={202: {"description": "Run started"}, 400: {}, 413: {}, 503: {}},
+    responses={
+        202: {"description": "Run started"},
+        400: {},
+        401: {},
+        403: {},
+        413: {},
+        429: {},
+        503: {},
+    },
 )
-async def post_message(request: Request, gw: State) -> Response:
+async def post_message(request: Request, gw: State, principal: Caller) -> Response:
     """Start a ``ChatWorkflow`` for the message and return its ID and stream URL."""
     body = decode_body(await read_body(request, gw.settings.max_body_bytes), PostMessage)
+    if len(body.message) > gw.settings.max_message_chars:
+        raise BadRequest(
+            f"message longer than {gw.settings.max_message_chars} characters",
+            limit="message_length",
+        )
+    org = body.org or principal.org or DEFAULT_ORG
+    require_org(principal, org)
     run = f"run_{ULID()}"
-    org = body.org or DEFAULT_ORG
     chat = ChatInput(
         prompt=body.message,
         conversation_id=body.conversation_id or run,
@@ -57,10 +73,12 @@ async def post_message(request: Request, gw: State) -> Response:
         )
         raise Unavailable("could not start the run, try again") from exc
     base = gw.settings.public_url.rstrip("/")
+    token = mint_stream_token(gw, run, org)
     accepted = MessageAccepted(
         workflow_id=run,
         conversation_id=chat.conversation_id,
-        stream_url=f"{base}/api/stream/{run}",
+        stream_url=f"{base}/api/stream/{run}?token={token}",
         run_url=f"{base}/api/runs/{run}",
+        stream_token=token,
     )
     return json_response(accepted, 202)

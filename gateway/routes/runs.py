@@ -7,25 +7,50 @@ from starlette.responses import Response
 from temporalio.service import RPCError, RPCStatusCode
 
 from agentstream.http import NotFound, json_response
+from gateway.auth import Principal, require_org
 from gateway.params import RunIdPath
-from gateway.state import State
+from gateway.state import Caller, GatewayState, State
+from gateway.stream_tokens import mint_stream_token
 from schemas import RunView
 
 router = APIRouter()
 
 
-@router.get("/api/runs/{run}", responses={200: {"description": "The run"}, 404: {}})
-async def get_run(run: RunIdPath, gw: State) -> Response:
-    """The run's status, and its result once stored."""
+_ERRORS: dict[int | str, dict[str, object]] = {401: {}, 403: {}, 404: {}, 429: {}}
+
+
+async def _own_run(gw: GatewayState, principal: Principal, run: str) -> RunView:
     view = await gw.directory.find(run)
     if view is None:
         raise NotFound(f"unknown run {run}")
-    return json_response(view)
+    require_org(principal, view.org)
+    return view
 
 
-@router.post("/api/runs/{run}/cancel", status_code=202, responses={202: {}, 404: {}})
-async def cancel_run(run: RunIdPath, gw: State) -> Response:
+@router.get("/api/runs/{run}", responses={200: {"description": "The run"}, **_ERRORS})
+async def get_run(run: RunIdPath, gw: State, principal: Caller) -> Response:
+    """The run's status, and its result once stored."""
+    return json_response(await _own_run(gw, principal, run))
+
+
+@router.post(
+    "/api/runs/{run}/stream-token",
+    responses={200: {"description": "A stream token for the run"}, **_ERRORS},
+)
+async def stream_token(run: RunIdPath, gw: State, principal: Caller) -> Response:
+    """A fresh stream token, e.g. for a run started through Temporal directly."""
+    view = await _own_run(gw, principal, run)
+    token = mint_stream_token(gw, run, view.org)
+    base = gw.settings.public_url.rstrip("/")
+    return json_response(
+        {"stream_token": token, "stream_url": f"{base}/api/stream/{run}?token={token}"}
+    )
+
+
+@router.post("/api/runs/{run}/cancel", status_code=202, responses={202: {}, **_ERRORS})
+async def cancel_run(run: RunIdPath, gw: State, principal: Caller) -> Response:
     """Ask Temporal to cancel the run; the stream ends with ``cancelled`` once it is."""
+    await _own_run(gw, principal, run)
     try:
         await gw.temporal.get_workflow_handle(run).cancel()
     except RPCError as exc:

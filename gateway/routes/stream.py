@@ -4,47 +4,91 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
-from agentstream.http import BadRequest, NotFound
+from agentstream.http import BadRequest, NotFound, Unauthorized
+from gateway.auth import require_org
 from gateway.params import RunIdPath, RunIdQuery
 from gateway.run_stream import ClientTooSlow, stream_run
 from gateway.sse_response import CuttableEventSourceResponse
 from gateway.state import GatewayState, State
+from gateway.stream_tokens import verify_stream_token
 from gateway.terminal_guard import publish_missing_terminal
 from schemas import AgentResult, Done, encode
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
+SSE_CLIENTS = "sse_clients"
+SSE_CLIENTS_HELP = "SSE clients connected to this replica."
+
 LastEventIdHeader = Annotated[str | None, Header(alias="Last-Event-ID")]
 LastEventIdQuery = Annotated[str | None, Query(description="Resume after this event ID")]
 
 
-@router.get("/api/stream/{run}", response_class=EventSourceResponse, responses={400: {}, 404: {}})
+TokenQuery = Annotated[
+    str | None, Query(description="Stream token from POST /api/messages", max_length=2048)
+]
+_ERRORS: dict[int | str, dict[str, object]] = {400: {}, 401: {}, 403: {}, 404: {}, 429: {}}
+
+
+@router.get("/api/stream/{run}", response_class=EventSourceResponse, responses=_ERRORS)
 async def stream_by_path(
     run: RunIdPath,
+    request: Request,
     gw: State,
     last_event_id_header: LastEventIdHeader = None,
     last_event_id: LastEventIdQuery = None,
+    token: TokenQuery = None,
 ) -> EventSourceResponse:
     """Stream every event of ``run`` after ``Last-Event-ID`` (from the start without one)."""
-    return await _open_stream(gw, run, last_event_id_header or last_event_id)
+    release = await _admit(request, gw, run, token)
+    return await _open_stream(gw, run, last_event_id_header or last_event_id, release)
 
 
-@router.get("/api/stream", response_class=EventSourceResponse, responses={400: {}, 404: {}})
+@router.get("/api/stream", response_class=EventSourceResponse, responses=_ERRORS)
 async def stream_by_query(
     workflow_id: RunIdQuery,
+    request: Request,
     gw: State,
     last_event_id_header: LastEventIdHeader = None,
     last_event_id: LastEventIdQuery = None,
+    token: TokenQuery = None,
 ) -> EventSourceResponse:
     """The same stream, addressed as ``?workflow_id=``."""
-    return await _open_stream(gw, workflow_id, last_event_id_header or last_event_id)
+    release = await _admit(request, gw, workflow_id, token)
+    return await _open_stream(gw, workflow_id, last_event_id_header or last_event_id, release)
+
+
+async def _admit(
+    request: Request, gw: GatewayState, run: str, token: str | None
+) -> Callable[[], None]:
+    """Check the caller may read ``run`` and take one of its stream slots.
+
+    A stream token for the run, or credentials of the run's org; in open mode, anyone.
+    """
+    if token is not None:
+        verify_stream_token(gw, token, run)
+        key = f"run:{run}"
+    else:
+        principal = await gw.auth.optional_principal(request)
+        if principal is None and not gw.auth.open:
+            raise Unauthorized("a stream token (?token=) or an API key is required")
+        if principal is not None:
+            gw.rate_limiter.check(principal.key)
+            view = await gw.directory.find(run)
+            if view is None:
+                raise NotFound(f"unknown run {run}")
+            require_org(principal, view.org)
+            key = principal.key
+        else:
+            key = f"ip:{request.client.host if request.client else 'unknown'}"
+    return gw.stream_slots.acquire(key)
 
 
 def _parse_last_event_id(raw: str | None) -> int:
@@ -55,20 +99,32 @@ def _parse_last_event_id(raw: str | None) -> int:
     return int(raw)
 
 
-async def _open_stream(gw: GatewayState, run: str, raw_last_id: str | None) -> EventSourceResponse:
-    after = _parse_last_event_id(raw_last_id)
-    cut_off = asyncio.Event()
-    if await gw.history.has_events(run):
-        events = _live_events(gw, run, after, cut_off)
-    else:
-        view = await gw.directory.find(run)
-        if view is None:
-            raise NotFound(f"unknown run {run}")
-        if view.result is not None and view.status == "completed":
-            # The run's events have expired: its stored answer still ends the stream properly.
-            events = _stored_done(run, view.result)
-        else:
+async def _open_stream(
+    gw: GatewayState, run: str, raw_last_id: str | None, release: Callable[[], None]
+) -> EventSourceResponse:
+    try:
+        after = _parse_last_event_id(raw_last_id)
+        cut_off = asyncio.Event()
+        if await gw.history.has_events(run):
             events = _live_events(gw, run, after, cut_off)
+        else:
+            view = await gw.directory.find(run)
+            if view is None:
+                raise NotFound(f"unknown run {run}")
+            if view.result is not None and view.status == "completed":
+                # The run's events expired: its stored answer still ends the stream properly.
+                events = _stored_done(run, view.result)
+            else:
+                events = _live_events(gw, run, after, cut_off)
+    except BaseException:
+        release()
+        raise
+    gw.metrics.add(SSE_CLIENTS, SSE_CLIENTS_HELP, 1)
+
+    async def closed() -> None:
+        release()
+        gw.metrics.add(SSE_CLIENTS, SSE_CLIENTS_HELP, -1)
+
     settings = gw.settings
     return CuttableEventSourceResponse(
         events,
@@ -77,6 +133,8 @@ async def _open_stream(gw: GatewayState, run: str, raw_last_id: str | None) -> E
         send_timeout=settings.sse_send_timeout_s,
         shutdown_grace_period=settings.sse_shutdown_grace_s,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        # Runs once the response ended, however it ended.
+        background=BackgroundTask(closed),
     )
 
 

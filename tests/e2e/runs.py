@@ -17,7 +17,9 @@ async def start_run(http: httpx.AsyncClient, gateway: str, message: str, **extra
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["workflow_id"].startswith("run_")
-    assert body["stream_url"].endswith(f"/api/stream/{body['workflow_id']}")
+    assert body["stream_url"] == (
+        f"{gateway}/api/stream/{body['workflow_id']}?token={body['stream_token']}"
+    )
     return str(body["workflow_id"])
 
 

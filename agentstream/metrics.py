@@ -1,0 +1,56 @@
+"""Counters and gauges in Prometheus' text format, with no dependency and no global state.
+
+Each service owns one :class:`Metrics`; ``/metrics`` renders it. Names and labels are fixed in
+code, so cardinality stays bounded whatever the traffic.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+Labels = tuple[tuple[str, str], ...]
+
+
+class Metrics:
+    """A service's counters and gauges."""
+
+    def __init__(self, prefix: str = "agentstream") -> None:
+        self._prefix = prefix
+        self._counters: dict[str, dict[Labels, float]] = defaultdict(lambda: defaultdict(float))
+        self._gauges: dict[str, dict[Labels, float]] = defaultdict(lambda: defaultdict(float))
+        self._help: dict[str, str] = {}
+
+    def inc(self, name: str, help_text: str, amount: float = 1.0, **labels: str) -> None:
+        """Add to a counter."""
+        self._help[name] = help_text
+        self._counters[name][tuple(sorted(labels.items()))] += amount
+
+    def add(self, name: str, help_text: str, amount: float, **labels: str) -> None:
+        """Move a gauge up or down."""
+        self._help[name] = help_text
+        self._gauges[name][tuple(sorted(labels.items()))] += amount
+
+    def value(self, name: str, **labels: str) -> float:
+        """A counter's or gauge's current value (0 when never touched)."""
+        key = tuple(sorted(labels.items()))
+        series = self._counters.get(name) or self._gauges.get(name) or {}
+        return series.get(key, 0.0)
+
+    def render(self) -> str:
+        """The exposition text."""
+        lines: list[str] = []
+        for kind, table in (("counter", self._counters), ("gauge", self._gauges)):
+            for name, series in sorted(table.items()):
+                full = f"{self._prefix}_{name}"
+                lines.append(f"# HELP {full} {self._help[name]}")
+                lines.append(f"# TYPE {full} {kind}")
+                for labels, value in sorted(series.items()):
+                    rendered = ",".join(f'{k}="{v}"' for k, v in labels)
+                    lines.append(
+                        f"{full}{{{rendered}}} {value:g}" if rendered else f"{full} {value:g}"
+                    )
+        return "\n".join(lines) + "\n"
+
+
+LIMIT_HITS = "limit_hits_total"
+LIMIT_HITS_HELP = "Requests refused because a configured limit was reached."
