@@ -18,6 +18,7 @@ from agent.model import build_model
 from agent.runner import AgentRunner
 from agent.settings import AgentSettings
 from agent.sql_database import AnalysisDatabases, UnknownConnection
+from agentstream.asgi_close_unread import CloseUnreadBodyMiddleware
 from agentstream.http import (
     BadGateway,
     BadRequest,
@@ -112,6 +113,7 @@ def create_app(settings: AgentSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="agentstream agent", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(CloseUnreadBodyMiddleware)
     publish_body_schemas(app)
 
     @app.post(

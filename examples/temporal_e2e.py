@@ -13,9 +13,10 @@ The script:
    workflow ID ``run_e2e_<hex>``;
 2. follows ``<gateway>/api/stream/<workflow_id>`` (reconnecting with ``Last-Event-ID`` if the
    connection drops) and prints every event as it arrives, tokens inline;
-3. awaits the workflow's result and checks that it completed, that ``final_answer`` is not
-   empty and that the agent ran SQL (``sql_queries`` not empty); prints ``PASS``/``FAIL`` per
-   check and exits 0 only if every check passed.
+3. awaits the workflow's result and checks that it completed, that the stream ended with
+   ``done``, that ``final_answer`` is not empty and that the agent ran SQL (``sql_queries`` not
+   empty); prints ``PASS``/``FAIL`` per check and exits 0 only if every check passed. A run
+   that has no result within ``--timeout`` (120 s) is terminated, so nothing is left waiting.
 
 Run it against the local stack (no LLM needed: the offline scripted model answers the default
 koperasi question with real SQL)::
@@ -26,7 +27,8 @@ koperasi question with real SQL)::
 
 ``--temporal`` (default ``$TEMPORAL_ADDRESS`` or ``127.0.0.1:7233``) and ``--gateway`` (default
 ``$AGENTSTREAM_GATEWAY`` or ``http://127.0.0.1:8000``) follow the addresses ``up`` printed. Every
-run gets a new workflow ID, so the script can be run again and again.
+run gets a new workflow ID, so the script can be run again and again. The stream is read
+without credentials, as the local stack (no API keys configured) allows.
 """
 
 from __future__ import annotations
@@ -80,15 +82,16 @@ def _short(value: object, limit: int = 120) -> str:
 
 
 class EventPrinter:
-    """One line per event; tokens are printed inline as the answer grows."""
+    """One line per event; token text is printed inline, as the answer grows."""
 
     def __init__(self) -> None:
+        self._in_tokens = False
         self._mid_line = False
 
     def _line(self, text: str) -> None:
         if self._mid_line:
             print()
-            self._mid_line = False
+        self._in_tokens = self._mid_line = False
         print(text, flush=True)
 
     def show(self, message: SseMessage) -> None:
@@ -97,11 +100,12 @@ class EventPrinter:
         prefix = f"[{message.id or '-':>4}] {message.event:<10}"
         match message.event:
             case "token":
-                if not self._mid_line:
+                if not self._in_tokens:
                     print(f"{prefix} ", end="")
+                    self._in_tokens = True
                 text = str(event.get("text", ""))
                 print(text, end="", flush=True)
-                self._mid_line = not text.endswith("\n")
+                self._mid_line = bool(text) and not text.endswith("\n")
             case "status":
                 details = [
                     f"{key}={event[key]}"
@@ -127,11 +131,6 @@ class EventPrinter:
             case _:
                 self._line(f"{prefix} {_short(event)}")
 
-    def finish(self) -> None:
-        """End a line of tokens, if one is open."""
-        if self._mid_line:
-            self._line("")
-
 
 async def stream_events(gateway: str, workflow_id: str) -> list[SseMessage]:
     """Print the run's events until its terminal one; return them."""
@@ -142,13 +141,11 @@ async def stream_events(gateway: str, workflow_id: str) -> list[SseMessage]:
         async for message in follow_run(client, url):
             seen.append(message)
             printer.show(message)
-    printer.finish()
     return seen
 
 
-async def run(args: argparse.Namespace) -> bool:
-    """Start the workflow, stream it, check the result; True if every check passed."""
-    client = await Client.connect(args.temporal, namespace=args.namespace)
+async def start_run(client: Client, args: argparse.Namespace) -> WorkflowHandle[Any, Any]:
+    """Start ``ChatWorkflow`` on the org's task queue under a fresh workflow ID."""
     workflow_id = f"run_e2e_{uuid.uuid4().hex}"
     task_queue = f"agent-{args.org}"
     chat = {"prompt": args.prompt, "org": args.org, "callback_url": args.gateway}
@@ -157,48 +154,71 @@ async def run(args: argparse.Namespace) -> bool:
     )
     print(f"started {WORKFLOW_TYPE} {workflow_id} on {task_queue} via {args.temporal}")
     print(f"streaming {args.gateway.rstrip('/')}/api/stream/{workflow_id}", flush=True)
+    return handle
 
-    stream = asyncio.create_task(stream_events(args.gateway, workflow_id))
+
+async def watch_and_check(handle: WorkflowHandle[Any, Any], gateway: str) -> bool:
+    """Stream the run while awaiting its result, then check both; True if every check passed."""
+    stream = asyncio.create_task(stream_events(gateway, handle.id))
     checks: list[tuple[str, bool, str]] = []
-    result: dict[str, Any] = {}
+    result: Any = None
     try:
-        result = await handle.result()
-        checks.append(("workflow completed", True, f"status of {workflow_id}: completed"))
-    except Exception as exc:
-        checks.append(("workflow completed", False, f"{type(exc).__name__}: {exc}"))
-    try:
-        events = await stream
-        last = events[-1].event if events else "nothing"
-        checks.append(("stream ended with done", last == "done", f"{len(events)} events, last {last}"))
-    except Exception as exc:
-        checks.append(("stream ended with done", False, f"{type(exc).__name__}: {exc}"))
+        try:
+            result = await handle.result()
+            checks.append(("workflow completed", True, "Temporal returned its result"))
+        except Exception as exc:
+            checks.append(("workflow completed", False, f"{type(exc).__name__}: {exc}"))
+        try:
+            events = await stream
+            last = events[-1].event if events else "nothing"
+            detail = f"{len(events)} events, the last one {last}"
+            checks.append(("stream ended with done", last == "done", detail))
+        except Exception as exc:
+            checks.append(("stream ended with done", False, f"{type(exc).__name__}: {exc}"))
+    finally:
+        stream.cancel()
 
-    answer = str(result.get("final_answer") or "") if isinstance(result, dict) else ""
-    queries = (result.get("sql_queries") or []) if isinstance(result, dict) else []
+    result = result if isinstance(result, dict) else {}
+    answer = str(result.get("final_answer") or "")
+    queries = list(result.get("sql_queries") or [])
     checks.append(("final_answer non-empty", bool(answer.strip()), f"{len(answer)} characters"))
     checks.append(("sql_queries non-empty", bool(queries), f"{len(queries)} queries"))
 
     if answer:
         print("\nFinal answer:\n" + answer)
     for query in queries:
-        print(f"SQL ({query.get('row_count')} rows, {query.get('duration_ms')} ms): {query.get('sql')}")
+        rows, ms = query.get("row_count"), query.get("duration_ms")
+        print(f"SQL ({rows} rows, {ms} ms): {query.get('sql')}")
     print()
     for name, ok, detail in checks:
         print(f"{'PASS' if ok else 'FAIL'}: {name} ({detail})")
     passed = all(ok for _, ok, _ in checks)
-    print(f"{'PASS' if passed else 'FAIL'}: {workflow_id}", flush=True)
+    print(f"{'PASS' if passed else 'FAIL'}: all checks for {handle.id}", flush=True)
     return passed
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    """The whole check under one time limit."""
+    """The whole check under one time limit; a run that overstays it is terminated."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.timeout
+    handle: WorkflowHandle[Any, Any] | None = None
     try:
-        async with asyncio.timeout(args.timeout):
-            return 0 if await run(args) else 1
+        async with asyncio.timeout_at(deadline):
+            client = await Client.connect(args.temporal, namespace=args.namespace)
+            handle = await start_run(client, args)
+            return 0 if await watch_and_check(handle, args.gateway) else 1
     except TimeoutError:
         print(f"FAIL: no result within {args.timeout:g} s", flush=True)
     except Exception as exc:
         print(f"FAIL: {type(exc).__name__}: {exc}", flush=True)
+    if handle is not None:
+        # Leave nothing running behind: a run with no worker on its queue would wait forever.
+        try:
+            async with asyncio.timeout(10):
+                await handle.terminate(reason="examples/temporal_e2e.py gave up on it")
+            print(f"terminated {handle.id}", flush=True)
+        except Exception as exc:
+            print(f"could not terminate {handle.id}: {type(exc).__name__}: {exc}", flush=True)
     return 1
 
 

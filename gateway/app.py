@@ -13,6 +13,7 @@ from starlette.responses import Response
 from temporalio.client import Client as TemporalClient
 from temporalio.service import RPCError
 
+from agentstream.asgi_close_unread import CloseUnreadBodyMiddleware
 from agentstream.http import error_response, install_error_handlers, json_response
 from agentstream.message_store import MessageStore, open_pool
 from agentstream.metrics import Metrics
@@ -106,6 +107,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app = FastAPI(title="agentstream gateway", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app, metrics)
+    app.add_middleware(CloseUnreadBodyMiddleware)
     install_outage_handlers(app)
     publish_body_schemas(app)
     for module in (messages, stream, bridge, runs):
