@@ -45,11 +45,20 @@ class Metrics:
                 lines.append(f"# HELP {full} {self._help[name]}")
                 lines.append(f"# TYPE {full} {kind}")
                 for labels, value in sorted(series.items()):
-                    rendered = ",".join(f'{k}="{v}"' for k, v in labels)
-                    lines.append(
-                        f"{full}{{{rendered}}} {value:g}" if rendered else f"{full} {value:g}"
-                    )
+                    rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+                    series_name = f"{full}{{{rendered}}}" if rendered else full
+                    lines.append(f"{series_name} {_number(value)}")
         return "\n".join(lines) + "\n"
+
+
+def _number(value: float) -> str:
+    """Exact for whole numbers (``:g`` would round large counters), repr otherwise."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _escape(value: str) -> str:
+    """Label values escaped as the exposition format requires."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 LIMIT_HITS = "limit_hits_total"

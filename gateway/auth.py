@@ -11,17 +11,19 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 
 import jwt
 import msgspec
 from fastapi import Request
 
-from agentstream.http import Forbidden, Unauthorized
+from agentstream.http import Forbidden, Unauthorized, Unavailable
 from gateway.settings import GatewaySettings
 from schemas import is_valid_id
 
 log = logging.getLogger(__name__)
 
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="agentstream"'}
 
 
@@ -40,12 +42,13 @@ def hash_api_key(key: str) -> str:
 def parse_api_keys(raw: str) -> dict[str, str]:
     """``org:sha256hex,org:sha256hex`` into hash → org."""
     keys: dict[str, str] = {}
-    for item in raw.split(","):
+    for position, item in enumerate(raw.split(","), start=1):
         if not item.strip():
             continue
         org, sep, digest = item.strip().partition(":")
-        if not sep or not is_valid_id(org) or len(digest) != 64:
-            raise ValueError(f"API_KEYS item must be org:<sha256 hex>, got {item.split(':')[0]}:…")
+        if not sep or not is_valid_id(org) or not _SHA256_HEX.fullmatch(digest):
+            # Name the item by position only: its text may be a key hash (or the key itself).
+            raise ValueError(f"API_KEYS item {position} must be org:<sha256 hex of the key>")
         keys[digest.lower()] = org
     return keys
 
@@ -72,10 +75,10 @@ class Authenticator:
 
     async def principal(self, request: Request) -> Principal:
         """The caller, or 401. In open mode, anyone, keyed by address for the limits."""
-        bearer = _bearer(request)
         if self.open:
             host = request.client.host if request.client else "unknown"
             return Principal(key=f"ip:{host}", org=None)
+        bearer = _bearer(request)
         if bearer is None:
             raise Unauthorized(
                 "an API key or JWT is required: Authorization: Bearer …", headers=_CHALLENGE
@@ -122,6 +125,8 @@ class Authenticator:
                 issuer=s.jwt_issuer,
                 options={"require": ["exp"], "verify_aud": s.jwt_audience is not None},
             )
+        except jwt.PyJWKClientConnectionError:
+            raise Unavailable("the JWT key set cannot be fetched, retry") from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}", headers=_CHALLENGE) from None
         org = claims.get(s.jwt_org_claim)
