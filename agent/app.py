@@ -31,7 +31,7 @@ from agentstream.http import (
     read_body,
 )
 from agentstream.openapi_bodies import json_body, publish_body_schemas
-from agentstream.sandbox import LocalSandboxProvider
+from agentstream.sandbox.backends import SandboxBackends
 from schemas import ID_PATTERN, AgentRequest, require_id
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,12 @@ def create_app(settings: AgentSettings | None = None) -> FastAPI:
             runner_box["runner"] = AgentRunner(
                 model=model,
                 model_name=model_name,
-                sandboxes=LocalSandboxProvider(FsPath(settings.sandbox_root)),
+                sandboxes=SandboxBackends(
+                    "local",
+                    root=FsPath(settings.sandbox_root),
+                    allow_network=settings.sandbox_allow_network,
+                    e2b_api_key=settings.e2b_api_key,
+                ),
                 databases=databases,
                 http=http,
                 settings=settings,

@@ -38,6 +38,8 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
     openai_base_url: str | None = None
     openai_api_key: str | None = None
     sandbox_root: str = ".run/sandboxes"
+    sandbox_allow_network: bool = False
+    e2b_api_key: str | None = None
     command_timeout_s: float = 30.0
     max_steps: int = 25
     # Pace of the scripted model's tokens, so its output streams like a model's would.
@@ -61,6 +63,8 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
             openai_base_url=env_opt("OPENAI_BASE_URL"),
             openai_api_key=env_opt("OPENAI_API_KEY"),
             sandbox_root=env_str("SANDBOX_ROOT", ".run/sandboxes"),
+            sandbox_allow_network=env_str("SANDBOX_ALLOW_NETWORK", "") in ("1", "true", "yes"),
+            e2b_api_key=env_opt("E2B_API_KEY"),
             command_timeout_s=env_float("AGENT_COMMAND_TIMEOUT_S", 30.0),
             max_steps=env_int("AGENT_MAX_STEPS", 25),
             scripted_token_delay_s=env_float("SCRIPTED_TOKEN_DELAY_S", 0.02),

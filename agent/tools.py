@@ -16,8 +16,18 @@ from agent.sql_database import SqlRefused
 from agentstream.sandbox import Sandbox, SandboxError
 from schemas import ToolCall, ToolEnd, ToolStart
 
+
+class ToolFailed(Exception):
+    """The tool ran but failed (a command's non-zero exit): the model still gets all output."""
+
+    def __init__(self, error: str, output: str) -> None:
+        super().__init__(error)
+        self.error = error
+        self.output = output
+
+
 # Failures that are the tool's answer to the model, not a crash of the run.
-TOOL_FAILURES = (SandboxError, SqlRefused)
+TOOL_FAILURES = (SandboxError, SqlRefused, ToolFailed)
 
 # What the events and the result keep of a tool's output; the model gets all of it.
 _EVENT_OUTPUT_CHARS = 8_000
@@ -42,6 +52,8 @@ class ToolRecorder:
         error: str | None = None
         try:
             output = await action()
+        except ToolFailed as exc:
+            error, output = exc.error, exc.output
         except TOOL_FAILURES as exc:
             error = str(exc)
             output = f"error: {error}"
@@ -99,9 +111,12 @@ def sandbox_tools(
                 parts.append(f"stderr:\n{result.stderr.rstrip()}")
             if result.truncated:
                 parts.append("(output truncated)")
+            output = "\n".join(p for p in parts if p) or "(no output)"
             if result.exit_code != 0:
-                parts.append(f"exit code {result.exit_code}")
-            return "\n".join(p for p in parts if p) or "(no output)"
+                raise ToolFailed(
+                    f"exit code {result.exit_code}", f"{output}\nexit code {result.exit_code}"
+                )
+            return output
 
         return await recorder.run("run_command", tool_call_id, {"command": command}, action)
 

@@ -1,18 +1,25 @@
-"""Tell clients to reconnect when a response leaves the request body unread.
+"""Answer refused requests cleanly when their body was never read.
 
 A request refused before its body is read (bad credentials, a declared size over the limit) is
-answered at once; uvicorn then closes the connection instead of draining the body, but without
-saying so, and a keep-alive client that sends its next request on it gets a reset. Marking such
-responses ``Connection: close`` makes the client open a fresh connection instead.
+answered at once. If the client is still uploading, closing the connection resets it before it
+reads the answer; keeping it open without draining leaves the rest of the body where the next
+request should be. So the unread rest is drained, up to a bound, before the answer goes out;
+past that bound the answer says ``Connection: close`` and the connection is dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Enough for any body the services accept plus an oversize one a client is already sending.
+_DRAIN_LIMIT = 4 * 1024 * 1024
+_DRAIN_TIMEOUT_S = 5.0
 
 
 class CloseUnreadBodyMiddleware:
-    """Adds ``Connection: close`` to responses sent before the request body was consumed."""
+    """Drains (bounded) or closes when a response starts before the body was consumed."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -29,16 +36,29 @@ class CloseUnreadBodyMiddleware:
         async def tracked_receive() -> Message:
             nonlocal body_done
             message = await receive()
-            if message["type"] == "http.request" and not message.get("more_body", False):
+            if message["type"] != "http.request" or not message.get("more_body", False):
                 body_done = True
             return message
 
-        async def marked_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and not body_done:
+        async def drain() -> bool:
+            drained = 0
+            try:
+                async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+                    while drained <= _DRAIN_LIMIT:
+                        message = await tracked_receive()
+                        drained += len(message.get("body", b""))
+                        if body_done:
+                            return message["type"] == "http.request"
+            except TimeoutError:
+                pass
+            return False
+
+        async def answering_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and not body_done and not await drain():
                 message["headers"] = [
                     *[(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"],
                     (b"connection", b"close"),
                 ]
             await send(message)
 
-        await self.app(scope, tracked_receive, marked_send)
+        await self.app(scope, tracked_receive, answering_send)

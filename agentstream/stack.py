@@ -7,9 +7,12 @@ restart any part of it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +65,9 @@ class LocalStack:
         self.temporal_ui_port = port(8233)
         self.agent_port = port(8100)
         self.gateway_ports = [port(8000 + i) for i in range(config.replicas)]
+        # Under the system temp dir: per-run sandbox uids must be able to traverse to it.
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
+        self.sandbox_root = Path(tempfile.gettempdir()) / f"agentstream-sandboxes-{digest}"
         self.database: LocalDatabase | None = None
         self.processes: dict[str, ServiceProcess] = {}
 
@@ -98,7 +104,7 @@ class LocalStack:
             TEMPORAL_ADDRESS=self.temporal_address,
             DATABASE_URL=self.database_url,
             CALLBACK_SECRET=self.callback_secret,
-            SANDBOX_ROOT=str(self.state_dir / "sandboxes"),
+            SANDBOX_ROOT=str(self.sandbox_root),
             AGENT_URL=self.agent_url,
             GATEWAY_URL=self.gateway_urls[0],
             PYTHONUNBUFFERED="1",
@@ -269,6 +275,7 @@ class LocalStack:
                 await self.stop_all()
 
     async def stop_all(self) -> None:
-        """Stop every process, newest first."""
+        """Stop every process, newest first, and remove the sandboxes they left."""
         for process in reversed(list(self.processes.values())):
             await process.stop()
+        shutil.rmtree(self.sandbox_root, ignore_errors=True)

@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 
 from agentstream.message_store import MessageStore, open_pool
 from agentstream.nats_conn import connect_nats
-from agentstream.sandbox import LocalSandboxProvider
+from agentstream.sandbox.backends import SandboxBackends
 from agentstream.temporal_codec import data_converter
 from schemas import require_id, task_queue
 from worker.activities import RunActivities
@@ -44,7 +44,13 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
         activities = RunActivities(
             nc=nc,
             store=MessageStore(pool),
-            sandboxes=LocalSandboxProvider(Path(settings.sandbox_root)),
+            sandboxes=SandboxBackends(
+                settings.sandbox,
+                root=Path(settings.sandbox_root),
+                allow_network=settings.sandbox_allow_network,
+                e2b_api_key=settings.e2b_api_key,
+                e2b_template=settings.e2b_template,
+            ),
             http=http,
             agent_url=settings.agent_url,
             gateway_url=settings.gateway_url,

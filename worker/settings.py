@@ -31,6 +31,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     agent_url: str = "http://127.0.0.1:8100"
     gateway_url: str = "http://127.0.0.1:8000"
     sandbox_root: str = ".run/sandboxes"
+    sandbox: str = "local"
+    sandbox_allow_network: bool = False
+    e2b_api_key: str | None = None
+    e2b_template: str = "base"
     heartbeat_s: float = 2.0
 
     @classmethod
@@ -48,5 +52,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
             agent_url=env_str("AGENT_URL", "http://127.0.0.1:8100"),
             gateway_url=env_str("GATEWAY_URL", "http://127.0.0.1:8000"),
             sandbox_root=env_str("SANDBOX_ROOT", ".run/sandboxes"),
+            sandbox=env_str("SANDBOX", "local"),
+            sandbox_allow_network=env_str("SANDBOX_ALLOW_NETWORK", "") in ("1", "true", "yes"),
+            e2b_api_key=env_opt("E2B_API_KEY"),
+            e2b_template=env_str("E2B_TEMPLATE", "base"),
             heartbeat_s=env_float("WORKER_HEARTBEAT_S", 2.0),
         )

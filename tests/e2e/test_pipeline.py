@@ -45,7 +45,7 @@ async def test_run_streams_every_step_in_order_and_stores_the_answer_once(
     view = (await http.get(f"{gateway}/api/runs/{run}")).json()
     assert view["status"] == "completed"
     assert view["result"]["final_answer"] == result["final_answer"]
-    assert not (stack.state_dir / "sandboxes" / run).exists(), "sandbox removed at run end"
+    assert not (stack.sandbox_root / run).exists(), "sandbox removed at run end"
 
 
 async def test_replay_from_another_replica_matches_and_resumes_after_last_event_id(

@@ -54,7 +54,7 @@ async def test_cancel_mid_run_ends_the_stream_stops_the_agent_and_removes_the_sa
     finally:
         await worker.stop()
         await agent.stop()
-    assert not (fault_stack.state_dir / "sandboxes" / run).exists()
+    assert not (fault_stack.sandbox_root / run).exists()
     assert (await http.get(f"{a}/api/runs/{run}")).json()["status"] == "cancelled"
     assert keys(messages) == keys(await reference(http, a, run))
     assert "done" not in [m.event for m in messages]
