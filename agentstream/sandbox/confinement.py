@@ -9,11 +9,14 @@ network isolation where the kernel allows it; the limits apply either way.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import resource
+import signal
 import subprocess
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +67,56 @@ def network_isolation_available() -> bool:
     except (subprocess.SubprocessError, OSError):
         return False
     return True
+
+
+def _pids_of(uid: int) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Adopt the orphans of the commands this process starts, so it can reap them itself.
+
+    Killed processes stay zombies until reaped, and zombies still count against the run's
+    process limit; left to pid 1 (which in a container may reap late or never), the run could
+    not start another command.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+
+
+def kill_everything_of(uid: int, *, rounds: int = 200) -> bool:
+    """Kill and reap every process of a run's uid; True when none is left.
+
+    A process group kill misses children forked after the signal (a fork bomb's). Freezing
+    every process of the uid, then killing them, round after round, leaves none: a stopped
+    process cannot fork. The service runs as root, so it may signal them all; as their
+    subreaper it reaps them.
+    """
+    for _ in range(rounds):
+        pids = _pids_of(uid)
+        if not pids:
+            return True
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+        # Dying takes the kernel a moment; this runs in a worker thread, never on the loop.
+        time.sleep(0.01)
+    return not _pids_of(uid)
 
 
 def _user_process_count() -> int:

@@ -22,7 +22,9 @@ from pathlib import Path
 from agentstream.sandbox.base import CommandResult, SandboxError
 from agentstream.sandbox.confinement import (
     Confinement,
+    become_subreaper,
     child_setup,
+    kill_everything_of,
     network_isolation_available,
     run_uid,
 )
@@ -129,6 +131,9 @@ class LocalSandbox:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
+            if self._uid is not None:
+                # And whatever escaped the group (forked after the kill) under the run's uid.
+                await asyncio.to_thread(kill_everything_of, self._uid)
         return CommandResult(
             exit_code=proc.returncode if proc.returncode is not None else -1,
             stdout=out.decode(errors="replace"),
@@ -180,7 +185,7 @@ class LocalSandboxProvider:
         self._isolate_network = not allow_network and network_isolation_available()
         if not allow_network and not self._isolate_network:
             log.warning("sandbox commands are NOT network-isolated: no network namespaces here")
-        self._per_run_uid = os.geteuid() == 0
+        self._per_run_uid = os.geteuid() == 0 and become_subreaper()
         if self._per_run_uid:
             # Runs may reach their own workspace, but not list the others.
             self._root.chmod(0o711)

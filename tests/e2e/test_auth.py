@@ -195,3 +195,22 @@ async def test_request_rate_and_open_streams_are_bounded_per_key(
     metrics = (await http.get(f"{secure}/metrics")).text
     assert 'agentstream_limit_hits_total{limit="request_rate"}' in metrics
     assert 'agentstream_limit_hits_total{limit="streams_per_key"}' in metrics
+
+
+async def test_no_secret_ever_reaches_a_log(
+    stack: LocalStack, secure: str, http: httpx.AsyncClient, acme_run: dict[str, str]
+) -> None:
+    # Provoke the paths that log: refused credentials of every kind, then read every log.
+    for credential in (KEY_ACME + "x", _jwt("acme", secret=JWT_SECRET + "x"), "v1.x.y"):
+        await http.get(f"{secure}/api/runs/{acme_run['workflow_id']}", headers=_bearer(credential))
+    secrets = {
+        "acme key": KEY_ACME,
+        "globex key": KEY_GLOBEX,
+        "jwt secret": JWT_SECRET,
+        "callback secret": stack.callback_secret,
+        "stream token": acme_run["stream_token"],
+    }
+    for log in stack.log_dir.glob("*.log"):
+        text = log.read_text(errors="replace")
+        for name, secret in secrets.items():
+            assert secret not in text, f"{name} found in {log.name}"

@@ -76,6 +76,12 @@ def plan_reply(messages: Sequence[JSONObject], tools: Sequence[JSONObject]) -> R
         if tool.get("type") == "function" and isinstance(tool.get("function"), dict)
     }
     results = _tool_results_since_last_user(messages)
+    commands = _commands_in_last_user_message(messages)
+    if commands and "run_command" in offered:
+        # A prompt made of "$ <command>" lines plays those commands in order, then reports.
+        if len(results) < len(commands):
+            return ToolCall("run_command", _compact_json({"command": commands[len(results)]}))
+        return f"Ran {len(commands)} commands; the last said: {_text_of(results[-1])}"
     if not results and "write_file" in offered:
         return ToolCall("write_file", _compact_json(WRITE_FILE_ARGS))
     if len(results) == 1 and "run_command" in offered:
@@ -83,6 +89,14 @@ def plan_reply(messages: Sequence[JSONObject], tools: Sequence[JSONObject]) -> R
     if results:
         return ANSWER_PREFIX + _text_of(results[-1])
     return "There is no tool output to report."
+
+
+def _commands_in_last_user_message(messages: Sequence[JSONObject]) -> list[str]:
+    for message in reversed(messages):
+        if message["role"] == "user":
+            lines = _text_of(message).splitlines()
+            return [line[2:] for line in lines if line.startswith("$ ")]
+    return []
 
 
 def _tool_results_since_last_user(messages: Sequence[JSONObject]) -> list[JSONObject]:

@@ -1,0 +1,59 @@
+"""A model that tries to break out of its sandbox gets tool errors, and the run goes on."""
+
+from __future__ import annotations
+
+import httpx
+
+from agentstream.processes import free_port
+from agentstream.stack import LocalStack
+from tests.e2e.runs import assert_well_formed, read_whole_run, start_run
+from tests.fakes.openai_server import FakeOpenAIServer, run_openai_server
+
+ESCAPES = [
+    "cat /etc/shadow",
+    "ln -s /etc/shadow leak && cat leak",
+    "bomb() { bomb | bomb & }; bomb; exit 1",
+    "head -c 10G /dev/zero > big",
+    "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 53), timeout=2)\"",
+]
+# Harmless, but their output must not carry the services' secrets.
+LOOKS = ["env", "echo still-alive"]
+
+
+async def test_escape_attempts_are_tool_errors_and_the_run_completes(
+    stack: LocalStack, http: httpx.AsyncClient
+) -> None:
+    async with run_openai_server(FakeOpenAIServer()) as base_url:
+        port = free_port()
+        agent = await stack.start_agent(
+            name="agent-hostile",
+            port=port,
+            env={"AGENT_MODEL": "openai:gpt-4o-mini", "OPENAI_BASE_URL": base_url},
+        )
+        worker = await stack.start_worker(
+            ["hostile"], name="worker-hostile", env={"AGENT_URL": f"http://127.0.0.1:{port}"}
+        )
+        try:
+            gateway = stack.gateway_urls[0]
+            # The agent's own environment holds the callback secret: it must stay out of reach.
+            attempts = [*ESCAPES, f"cat /proc/{agent.pid}/environ"]
+            prompt = "\n".join(f"$ {command}" for command in [*attempts, *LOOKS])
+            run = await start_run(http, gateway, prompt, org="hostile")
+            messages = await read_whole_run(http, gateway, run)
+        finally:
+            await worker.stop()
+            await agent.stop()
+
+    assert_well_formed(messages)
+    assert messages[-1].event == "done"
+    ends = [m.json() for m in messages if m.event == "tool_end"]
+    assert [e["name"] for e in ends] == ["run_command"] * (len(attempts) + len(LOOKS))
+    for attempt, end in zip(attempts, ends, strict=False):
+        assert end["error"], f"{attempt!r} reported no error: {end['output']}"
+    assert "root:" not in ends[0]["output"] and "root:" not in ends[1]["output"]
+    env, last = ends[-2:]
+    assert env["error"] is None and "PATH=" in env["output"]
+    assert last["error"] is None and "still-alive" in last["output"]
+    everything = "".join(m.data for m in messages)
+    assert stack.callback_secret not in everything, "no secret reached the events"
+    assert "still-alive" in messages[-1].json()["result"]["final_answer"]
