@@ -124,6 +124,8 @@ def decode_body(body: bytes, type_: type[T]) -> T:
         raise BadRequest(f"invalid body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("malformed JSON: nested too deeply") from None
 
 
 def install_error_handlers(app: FastAPI, metrics: Metrics | None = None) -> None:

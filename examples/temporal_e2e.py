@@ -72,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=OVERALL_TIMEOUT_S, help="overall time limit, seconds"
     )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("AGENTSTREAM_API_KEY") or None,
+        help="API key of the org, when the gateway requires one (default: $AGENTSTREAM_API_KEY)",
+    )
     return parser.parse_args(argv)
 
 
@@ -132,12 +137,16 @@ class EventPrinter:
                 self._line(f"{prefix} {_short(event)}")
 
 
-async def stream_events(gateway: str, workflow_id: str) -> list[SseMessage]:
+async def stream_events(
+    gateway: str, workflow_id: str, api_key: str | None = None
+) -> list[SseMessage]:
     """Print the run's events until its terminal one; return them."""
     url = f"{gateway.rstrip('/')}/api/stream/{workflow_id}"
     printer = EventPrinter()
     seen: list[SseMessage] = []
-    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=60.0)) as client:
+    # A gateway with API keys lets a caller of the run's org stream it without a stream token.
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=60.0), headers=headers) as client:
         async for message in follow_run(client, url):
             seen.append(message)
             printer.show(message)
@@ -157,9 +166,11 @@ async def start_run(client: Client, args: argparse.Namespace) -> WorkflowHandle[
     return handle
 
 
-async def watch_and_check(handle: WorkflowHandle[Any, Any], gateway: str) -> bool:
+async def watch_and_check(
+    handle: WorkflowHandle[Any, Any], gateway: str, api_key: str | None = None
+) -> bool:
     """Stream the run while awaiting its result, then check both; True if every check passed."""
-    stream = asyncio.create_task(stream_events(gateway, handle.id))
+    stream = asyncio.create_task(stream_events(gateway, handle.id, api_key))
     checks: list[tuple[str, bool, str]] = []
     result: Any = None
     try:
@@ -206,7 +217,7 @@ async def main_async(args: argparse.Namespace) -> int:
         async with asyncio.timeout_at(deadline):
             client = await Client.connect(args.temporal, namespace=args.namespace)
             handle = await start_run(client, args)
-            return 0 if await watch_and_check(handle, args.gateway) else 1
+            return 0 if await watch_and_check(handle, args.gateway, args.api_key) else 1
     except TimeoutError:
         print(f"FAIL: no result within {args.timeout:g} s", flush=True)
     except Exception as exc:

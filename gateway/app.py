@@ -63,10 +63,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 hub.resync_all()
 
         nc = await connect_nats(
-            settings.nats_url,
+            settings.nats,
             name="gateway",
-            user=settings.nats_user,
-            password=settings.nats_password,
             on_reconnected=on_reconnected,
         )
         js = nc.jetstream()

@@ -20,12 +20,24 @@ def encode(value: Any) -> bytes:
     return encoder.encode(value)
 
 
+def _too_deep() -> msgspec.DecodeError:
+    # Values typed Any (tool inputs) or unknown fields may nest arbitrarily; past what the
+    # decoder's stack allows, that is malformed input, not a server error.
+    return msgspec.DecodeError("JSON nested too deeply")
+
+
 def decode_event(data: bytes) -> Event:
     """Decode one stored or published event."""
-    return event_decoder.decode(data)
+    try:
+        return event_decoder.decode(data)
+    except RecursionError:
+        raise _too_deep() from None
 
 
 def decode_event_batch(data: bytes) -> list[Event]:
     """Decode a bridge body: one event or a JSON array of events."""
-    decoded = event_batch_decoder.decode(data)
+    try:
+        decoded = event_batch_decoder.decode(data)
+    except RecursionError:
+        raise _too_deep() from None
     return decoded if isinstance(decoded, list) else [decoded]

@@ -29,9 +29,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
     """Serve the orgs' task queues until ``stop`` is set, then drain and close every client."""
     for org in settings.orgs:
         require_id("org", org)
-    nc = await connect_nats(
-        settings.nats_url, name="worker", user=settings.nats_user, password=settings.nats_password
-    )
+    nc = await connect_nats(settings.nats, name="worker")
     pool = await open_pool(settings.database_url)
     # No client-side retries and no read timeout: Temporal owns both (retry policy, heartbeats).
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))

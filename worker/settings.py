@@ -6,7 +6,6 @@ import msgspec
 
 from agentstream.env import (
     DEFAULT_DATABASE_URL,
-    DEFAULT_NATS_URL,
     DEFAULT_TEMPORAL_ADDRESS,
     DEV_CALLBACK_SECRET,
     env_float,
@@ -14,6 +13,7 @@ from agentstream.env import (
     env_opt,
     env_str,
 )
+from agentstream.nats_conn import NatsSettings
 from schemas import DEFAULT_ORG
 
 
@@ -21,9 +21,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the worker reads from its environment."""
 
     orgs: list[str] = msgspec.field(default_factory=lambda: [DEFAULT_ORG])
-    nats_url: str = DEFAULT_NATS_URL
-    nats_user: str | None = None
-    nats_password: str | None = None
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
     temporal_address: str = DEFAULT_TEMPORAL_ADDRESS
     temporal_namespace: str = "default"
     database_url: str = DEFAULT_DATABASE_URL
@@ -42,9 +40,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
         """Read the settings from the process environment."""
         return cls(
             orgs=env_list("WORKER_ORGS", [DEFAULT_ORG]),
-            nats_url=env_str("NATS_URL", DEFAULT_NATS_URL),
-            nats_user=env_opt("NATS_USER"),
-            nats_password=env_opt("NATS_PASSWORD"),
+            nats=NatsSettings.from_env(),
             temporal_address=env_str("TEMPORAL_ADDRESS", DEFAULT_TEMPORAL_ADDRESS),
             temporal_namespace=env_str("TEMPORAL_NAMESPACE", "default"),
             database_url=env_str("DATABASE_URL", DEFAULT_DATABASE_URL),

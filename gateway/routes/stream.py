@@ -143,7 +143,9 @@ async def _live_events(
 ) -> AsyncIterator[ServerSentEvent]:
     settings = gw.settings
     loop = asyncio.get_running_loop()
-    next_check = loop.time() + settings.sse_terminal_check_s
+    # The first quiet spell already asks: a run that closed without a terminal event (timed
+    # out, terminated) then ends its streams in seconds, later checks are spaced out.
+    next_check = loop.time()
 
     async def on_idle() -> None:
         nonlocal next_check
