@@ -47,6 +47,14 @@ class StackConfig:
     service_env: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DedicatedAgent:
+    """An extra agent started for one org."""
+
+    url: str
+    process: ServiceProcess
+
+
 class LocalStack:
     """Starts every part as its own process; each can be stopped, killed and restarted."""
 
@@ -235,6 +243,26 @@ class LocalStack:
         )
         await process.wait_http_ok(f"{url}/healthz", _READY_TIMEOUT_S)
         return process
+
+    @contextlib.asynccontextmanager
+    async def dedicated_agent(
+        self, org: str, *, env: dict[str, str] | None = None
+    ) -> AsyncIterator[DedicatedAgent]:
+        """An agent of its own (configured by ``env``) and a worker serving only ``org``.
+
+        Runs of ``org`` then go to exactly this agent; both stop when the block ends.
+        """
+        port = free_port()
+        agent = await self.start_agent(name=f"agent-{org}", port=port, env=env)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            worker = await self.start_worker([org], name=f"worker-{org}", env={"AGENT_URL": url})
+            try:
+                yield DedicatedAgent(url=url, process=agent)
+            finally:
+                await worker.stop()
+        finally:
+            await agent.stop()
 
     async def restart(self, name: str) -> ServiceProcess:
         """Start a stopped or killed part again with the same command and ports."""

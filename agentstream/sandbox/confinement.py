@@ -69,7 +69,8 @@ def network_isolation_available() -> bool:
     return True
 
 
-def _pids_of(uid: int) -> list[int]:
+def pids_of(uid: int) -> list[int]:
+    """Every process (zombies included) running as ``uid``."""
     pids = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -104,7 +105,7 @@ def kill_everything_of(uid: int, *, rounds: int = 200) -> bool:
     subreaper it reaps them.
     """
     for _ in range(rounds):
-        pids = _pids_of(uid)
+        pids = pids_of(uid)
         if not pids:
             return True
         for sig in (signal.SIGSTOP, signal.SIGKILL):
@@ -116,7 +117,7 @@ def kill_everything_of(uid: int, *, rounds: int = 200) -> bool:
                 os.waitpid(pid, os.WNOHANG)
         # Dying takes the kernel a moment; this runs in a worker thread, never on the loop.
         time.sleep(0.01)
-    return not _pids_of(uid)
+    return not pids_of(uid)
 
 
 def _user_process_count() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 
-from agentstream.processes import free_port
 from agentstream.stack import LocalStack
 from tests.e2e.runs import assert_well_formed, read_whole_run, start_run
 from tests.fakes.openai_server import FakeOpenAIServer, run_openai_server
@@ -24,25 +23,14 @@ async def test_escape_attempts_are_tool_errors_and_the_run_completes(
     stack: LocalStack, http: httpx.AsyncClient
 ) -> None:
     async with run_openai_server(FakeOpenAIServer()) as base_url:
-        port = free_port()
-        agent = await stack.start_agent(
-            name="agent-hostile",
-            port=port,
-            env={"AGENT_MODEL": "openai:gpt-4o-mini", "OPENAI_BASE_URL": base_url},
-        )
-        worker = await stack.start_worker(
-            ["hostile"], name="worker-hostile", env={"AGENT_URL": f"http://127.0.0.1:{port}"}
-        )
-        try:
+        model = {"AGENT_MODEL": "openai:gpt-4o-mini", "OPENAI_BASE_URL": base_url}
+        async with stack.dedicated_agent("hostile", env=model) as agent:
             gateway = stack.gateway_urls[0]
             # The agent's own environment holds the callback secret: it must stay out of reach.
-            attempts = [*ESCAPES, f"cat /proc/{agent.pid}/environ"]
+            attempts = [*ESCAPES, f"cat /proc/{agent.process.pid}/environ"]
             prompt = "\n".join(f"$ {command}" for command in [*attempts, *LOOKS])
             run = await start_run(http, gateway, prompt, org="hostile")
             messages = await read_whole_run(http, gateway, run)
-        finally:
-            await worker.stop()
-            await agent.stop()
 
     assert_well_formed(messages)
     assert messages[-1].event == "done"

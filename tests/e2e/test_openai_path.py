@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncpg
 import httpx
 
-from agentstream.processes import free_port
 from agentstream.stack import LocalStack
 from tests.e2e.runs import assert_well_formed, read_whole_run, start_run
 from tests.fakes.openai_server import (
@@ -21,28 +20,18 @@ async def test_openai_compatible_model_streams_tokens_and_tool_calls(
     stack: LocalStack, http: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
     fake = FakeOpenAIServer()
-    async with run_openai_server(fake) as base_url:
-        port = free_port()
-        agent = await stack.start_agent(
-            name="agent-openai",
-            port=port,
-            env={
-                "AGENT_MODEL": "openai:gpt-4o-mini",
-                "OPENAI_BASE_URL": base_url,
-                "OPENAI_API_KEY": "test-key",
-            },
-        )
-        # Its own org, so only this worker (and so only this agent) takes the run.
-        worker = await stack.start_worker(
-            ["openai"], name="worker-openai", env={"AGENT_URL": f"http://127.0.0.1:{port}"}
-        )
-        try:
-            gateway = stack.gateway_urls[1]
-            run = await start_run(http, gateway, "Say hello from the sandbox", org="openai")
-            messages = await read_whole_run(http, gateway, run)
-        finally:
-            await worker.stop()
-            await agent.stop()
+    model = {
+        "AGENT_MODEL": "openai:gpt-4o-mini",
+        "OPENAI_API_KEY": "test-key",
+    }
+    # Its own org, so only its worker (and so only this agent) takes the run.
+    async with (
+        run_openai_server(fake) as base_url,
+        stack.dedicated_agent("openai", env={**model, "OPENAI_BASE_URL": base_url}),
+    ):
+        gateway = stack.gateway_urls[1]
+        run = await start_run(http, gateway, "Say hello from the sandbox", org="openai")
+        messages = await read_whole_run(http, gateway, run)
 
     assert_well_formed(messages)
     types = [m.event for m in messages]

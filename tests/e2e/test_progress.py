@@ -8,7 +8,6 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from agentstream.processes import free_port
 from agentstream.stack import LocalStack
 from agentstream.temporal_codec import data_converter
 from tests.e2e.runs import read_whole_run, start_run
@@ -26,15 +25,8 @@ async def _heartbeat_details(client: Client, run: str) -> dict[str, Any] | None:
 async def test_heartbeat_details_report_stage_tokens_and_tools(
     stack: LocalStack, http: httpx.AsyncClient
 ) -> None:
-    port = free_port()
     # A slow agent of its own, so the attempt lives through several heartbeats.
-    agent = await stack.start_agent(
-        name="agent-progress", port=port, env={"SCRIPTED_TOKEN_DELAY_S": "0.1"}
-    )
-    worker = await stack.start_worker(
-        ["progress"], name="worker-progress", env={"AGENT_URL": f"http://127.0.0.1:{port}"}
-    )
-    try:
+    async with stack.dedicated_agent("progress", env={"SCRIPTED_TOKEN_DELAY_S": "0.1"}):
         gateway = stack.gateway_urls[0]
         run = await start_run(http, gateway, "report your progress", org="progress")
         temporal = await Client.connect(stack.temporal_address, data_converter=data_converter)
@@ -50,6 +42,3 @@ async def test_heartbeat_details_report_stage_tokens_and_tools(
         assert details["last_tool"] in ("write_file", "run_command")
         messages = await read_whole_run(http, gateway, run)
         assert messages[-1].event == "done"
-    finally:
-        await worker.stop()
-        await agent.stop()

@@ -11,7 +11,6 @@ import nats
 import psutil
 
 from agentstream.event_publisher import TERMINAL_PRODUCER, publish_event
-from agentstream.processes import free_port
 from agentstream.sse_client import SseMessage
 from agentstream.stack import LocalStack
 from agentstream.tokens import TokenClaims, mint_token
@@ -26,15 +25,9 @@ async def test_cancel_mid_run_ends_the_stream_stops_the_agent_and_removes_the_sa
 ) -> None:
     a = fault_stack.gateway_urls[0]
     # A slow agent of its own, so the run is certainly still going when the cancel lands.
-    port = free_port()
-    agent = await fault_stack.start_agent(
-        name="agent-slow", port=port, env={"SCRIPTED_TOKEN_DELAY_S": "0.3"}
-    )
-    agent_url = f"http://127.0.0.1:{port}"
-    worker = await fault_stack.start_worker(
-        ["slow"], name="worker-slow", env={"AGENT_URL": agent_url}
-    )
-    try:
+    slow = {"SCRIPTED_TOKEN_DELAY_S": "0.3"}
+    async with fault_stack.dedicated_agent("slow", env=slow) as agent:
+        agent_url = agent.url
         run = await start_run(http, a, "cancel me", org="slow")
         client = Client(http, [a], run)
         following = asyncio.create_task(client.follow())
@@ -51,9 +44,6 @@ async def test_cancel_mid_run_ends_the_stream_stops_the_agent_and_removes_the_sa
             while run in (await http.get(f"{agent_url}/ai/agent/runs")).json()["running"]:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         assert time.monotonic() - cancelled_at < 5, "the agent stopped within 5 s"
-    finally:
-        await worker.stop()
-        await agent.stop()
     assert not (fault_stack.sandbox_root / run).exists()
     assert (await http.get(f"{a}/api/runs/{run}")).json()["status"] == "cancelled"
     assert keys(messages) == keys(await reference(http, a, run))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agentstream.sandbox import LocalSandboxProvider, SandboxError
-from agentstream.sandbox.confinement import run_uid
+from agentstream.sandbox.confinement import pids_of, run_uid
 from agentstream.sandbox.local import LocalSandbox
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="per-run uids need root")
@@ -37,18 +37,6 @@ async def sandbox(sandbox_root: Path) -> AsyncIterator[LocalSandbox]:
         yield await provider.connect(info)
     finally:
         await provider.destroy(info)
-
-
-def _processes_of(uid: int) -> list[int]:
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
 
 
 async def test_commands_run_as_the_runs_own_unprivileged_uid(sandbox: LocalSandbox) -> None:
@@ -90,7 +78,7 @@ async def test_a_symlink_out_of_the_workspace_reads_nothing(
 async def test_a_fork_bomb_is_contained_and_leaves_nothing_behind(sandbox: LocalSandbox) -> None:
     result = await sandbox.run_command("bomb() { bomb | bomb & }; bomb; sleep 2", timeout_s=5)
     assert "Cannot fork" in result.stderr, "stopped by the per-run process limit"
-    assert not _processes_of(run_uid("run_escape_attempts")), "every process of the run is gone"
+    assert not pids_of(run_uid("run_escape_attempts")), "every process of the run is gone"
     host = await asyncio.create_subprocess_exec("true")
     assert await host.wait() == 0, "the host can still start processes"
     after = await sandbox.run_command("echo still-here", timeout_s=5)
