@@ -38,5 +38,8 @@ unit: $(STAMP)
 e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e
 
+bench: $(STAMP)
+	$(PY) -m benchmarks.stream_bench
+
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Benchmarks: figures and ratios, printed; never asserted in the test suite."""
