@@ -152,7 +152,7 @@ def create_app(settings: AgentSettings | None = None) -> FastAPI:
     @app.post(
         "/ai/agent/{run}/cancel",
         status_code=202,
-        responses={202: {}, 404: {}},
+        responses={202: {}, 400: {}, 404: {}},
     )
     async def cancel_agent(run: Annotated[str, Path(pattern=ID_PATTERN)]) -> Response:
         """Stop the run's attempt in progress."""

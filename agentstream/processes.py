@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -12,6 +13,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: be sent SIGTERM if the process that started it dies (even by SIGKILL).
+
+    A test run or CLI that is killed never runs its clean-up; without this its whole stack
+    would live on.
+    """
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class ProcessFailed(RuntimeError):
@@ -73,6 +85,7 @@ class ServiceProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self._pump = asyncio.create_task(self._pump_output(self._proc))
 

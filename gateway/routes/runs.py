@@ -16,7 +16,7 @@ from schemas import RunView
 router = APIRouter()
 
 
-_ERRORS: dict[int | str, dict[str, object]] = {401: {}, 403: {}, 404: {}, 429: {}}
+_ERRORS: dict[int | str, dict[str, object]] = {400: {}, 401: {}, 403: {}, 404: {}, 429: {}}
 
 
 async def _own_run(gw: GatewayState, principal: Principal, run: str) -> RunView:

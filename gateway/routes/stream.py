@@ -94,7 +94,9 @@ async def _admit(
 def _parse_last_event_id(raw: str | None) -> int:
     if raw is None or raw == "":
         return 0
-    if not raw.isdigit() or len(raw) > 20:
+    # isascii: str.isdigit also accepts non-ASCII digits (superscripts, Arabic-Indic), which
+    # int() refuses or reads as other numbers.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 20:
         raise BadRequest("Last-Event-ID must be a non-negative integer event ID")
     return int(raw)
 
