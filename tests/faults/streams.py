@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
@@ -77,6 +77,17 @@ class Client:
                     # A browser's EventSource waits the server's retry hint before reconnecting.
                     await asyncio.sleep(0.2)
         return self.messages
+
+    @contextlib.asynccontextmanager
+    async def following(self) -> AsyncIterator[asyncio.Task[list[SseMessage]]]:
+        """Follow the run in the background while the block breaks things; await the task."""
+        task = asyncio.create_task(self.follow())
+        try:
+            yield task
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def wait_for(self, predicate: Callable[[SseMessage], bool]) -> SseMessage:
         """The first received event matching ``predicate``, waiting for it."""

@@ -30,13 +30,13 @@ async def test_cancel_mid_run_ends_the_stream_stops_the_agent_and_removes_the_sa
         agent_url = agent.url
         run = await start_run(http, a, "cancel me", org="slow")
         client = Client(http, [a], run)
-        following = asyncio.create_task(client.follow())
-        await client.wait_for(lambda m: m.event == "token")
-        assert run in (await http.get(f"{agent_url}/ai/agent/runs")).json()["running"]
+        async with client.following() as following:
+            await client.wait_for(lambda m: m.event == "token")
+            assert run in (await http.get(f"{agent_url}/ai/agent/runs")).json()["running"]
 
-        cancelled_at = time.monotonic()
-        assert (await http.post(f"{a}/api/runs/{run}/cancel")).status_code == 202
-        messages = await following
+            cancelled_at = time.monotonic()
+            assert (await http.post(f"{a}/api/runs/{run}/cancel")).status_code == 202
+            messages = await following
 
         assert messages[-1].event == "cancelled"
         async with asyncio.timeout(5):
@@ -158,16 +158,15 @@ async def test_sigterm_ends_streams_so_clients_resume_elsewhere_and_the_gateway_
     a, b, c = fault_stack.gateway_urls
     run = await start_run(http, a, "graceful gateway shutdown")
     client = Client(http, [c, b], run)
-    following = asyncio.create_task(client.follow())
     try:
-        await client.wait_for(lambda m: m.event == "token")
-        stopped_at = time.monotonic()
-        code = await fault_stack.processes["gateway-2"].stop(timeout_s=20)
-        assert code == 0, "clean exit"
-        assert time.monotonic() - stopped_at < 15, "exited within its grace period"
-        messages = await following
+        async with client.following() as following:
+            await client.wait_for(lambda m: m.event == "token")
+            stopped_at = time.monotonic()
+            code = await fault_stack.processes["gateway-2"].stop(timeout_s=20)
+            assert code == 0, "clean exit"
+            assert time.monotonic() - stopped_at < 15, "exited within its grace period"
+            messages = await following
     finally:
-        following.cancel()
         await fault_stack.restart("gateway-2")
 
     assert client.connections >= 2

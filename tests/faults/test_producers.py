@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 import httpx
 import pytest
@@ -29,14 +27,11 @@ async def test_worker_killed_mid_agent_is_replaced_and_the_client_sees_reset_the
     a, b, c = fault_stack.gateway_urls
     run = await start_run(http, a, "outlive a worker crash")
     client = Client(http, [a, b], run)
-    following = asyncio.create_task(client.follow())
-    try:
+    async with client.following() as following:
         await client.wait_for(lambda m: m.event == "tool_start")
         await fault_stack.processes["worker"].kill()
         await fault_stack.restart("worker")
         messages = await following
-    finally:
-        following.cancel()
 
     assert keys(messages) == keys(await reference(http, c, run))
     types = [m.event for m in messages]
@@ -82,13 +77,10 @@ async def test_nats_restart_mid_run_loses_and_doubles_nothing(
     a, b, c = fault_stack.gateway_urls
     run = await start_run(http, a, "survive a NATS restart")
     client = Client(http, [a, b, c], run)
-    following = asyncio.create_task(client.follow())
-    try:
+    async with client.following() as following:
         await client.wait_for(lambda m: m.event == "tool_start")
         await fault_stack.restart("nats")
         messages = await following
-    finally:
-        following.cancel()
 
     assert messages[-1].event == "done"
     assert keys(messages) == keys(await reference(http, c, run))

@@ -33,13 +33,12 @@ async def test_client_resumes_on_b_when_replica_a_is_killed_mid_run(
     bridge, a, b = fault_stack.gateway_urls
     run = await start_run(http, bridge, "survive a replica crash")
     client = Client(http, [a, b], run)
-    following = asyncio.create_task(client.follow())
     try:
-        await client.wait_for(lambda m: m.event == "token")
-        await fault_stack.processes["gateway-1"].kill()
-        messages = await following
+        async with client.following() as following:
+            await client.wait_for(lambda m: m.event == "token")
+            await fault_stack.processes["gateway-1"].kill()
+            messages = await following
     finally:
-        following.cancel()
         await fault_stack.restart("gateway-1")
 
     assert client.connections >= 2, "the client had to reconnect"
