@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from langchain.chat_models import init_chat_model
 from langchain_core.language_models import BaseChatModel
@@ -21,7 +22,7 @@ def build_model(settings: AgentSettings) -> tuple[BaseChatModel, str]:
             SCRIPTED_MODEL_NAME,
         )
         return ScriptedChatModel(token_delay_s=settings.scripted_token_delay_s), SCRIPTED_MODEL_NAME
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         # Temporal retries the whole attempt; a client retry would replay streamed tokens.
         "max_retries": 0,
         "streaming": True,

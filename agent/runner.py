@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import httpx
 from langchain.agents import create_agent
@@ -96,11 +97,16 @@ class AgentRunner:
                 tools += sql_tools(database, recorder, queries)
             agent = create_agent(self._model, tools, system_prompt=SYSTEM_PROMPT)
             final: list[Any] = []
-            async for mode, payload in agent.astream(
-                {"messages": [{"role": "user", "content": request.prompt}]},
-                stream_mode=["messages", "values"],
-                config={"recursion_limit": settings.max_steps},
-            ):
+            # With a list of stream modes, each item is a (mode, payload) pair.
+            stream = cast(
+                AsyncIterator[tuple[str, Any]],
+                agent.astream(
+                    {"messages": [{"role": "user", "content": request.prompt}]},
+                    stream_mode=["messages", "values"],
+                    config={"recursion_limit": settings.max_steps},
+                ),
+            )
+            async for mode, payload in stream:
                 if mode == "messages":
                     message, _ = payload
                     if isinstance(message, AIMessageChunk):
@@ -108,11 +114,10 @@ class AgentRunner:
                 elif mode == "values":
                     final = payload["messages"]
             answers = [m for m in final if isinstance(m, AIMessage)]
+            reported = [m.usage_metadata for m in answers if m.usage_metadata]
             usage = Usage(
-                input_tokens=sum((m.usage_metadata or {}).get("input_tokens", 0) for m in answers),
-                output_tokens=sum(
-                    (m.usage_metadata or {}).get("output_tokens", 0) for m in answers
-                ),
+                input_tokens=sum(u["input_tokens"] for u in reported),
+                output_tokens=sum(u["output_tokens"] for u in reported),
             )
             files = await sandbox.list_files() if sandbox is not None else []
         # Leaving the sink flushed every event: the result never overtakes the stream.

@@ -48,7 +48,7 @@ class CloseUnreadBodyMiddleware:
                         message = await tracked_receive()
                         drained += len(message.get("body", b""))
                         if body_done:
-                            return message["type"] == "http.request"
+                            return bool(message["type"] == "http.request")
             except TimeoutError:
                 pass
             return False

@@ -67,13 +67,20 @@ class RunPrinter:
 
 
 async def chat(
-    prompt: str, gateway: str, *, org: str | None = None, out: TextIO = sys.stdout
+    prompt: str,
+    gateway: str,
+    *,
+    org: str | None = None,
+    api_key: str | None = None,
+    out: TextIO = sys.stdout,
 ) -> int:
     """Start a run with ``prompt`` and print it live; the exit code tells how it ended."""
     body: dict[str, str] = {"message": prompt}
     if org:
         body["org"] = org
-    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=60.0)) as client:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    timeout = httpx.Timeout(10.0, read=60.0)
+    async with httpx.AsyncClient(timeout=timeout, headers=headers) as client:
         response = await client.post(f"{gateway.rstrip('/')}/api/messages", json=body)
         if response.status_code != 202:
             out.write(f"gateway refused the message: {response.status_code} {response.text}\n")

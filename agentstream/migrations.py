@@ -37,7 +37,9 @@ async def migrate(conn: asyncpg.Connection) -> int:
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        current = int(
+            await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        )
         for version, sql in enumerate(MIGRATIONS[current:], start=current + 1):
             await conn.execute(sql)
             await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)

@@ -31,7 +31,7 @@ def serve(app: FastAPI, *, host: str, port: int, graceful_s: float = 10.0) -> No
         host=host,
         port=port,
         log_level="warning",
-        timeout_graceful_shutdown=graceful_s,
+        timeout_graceful_shutdown=int(graceful_s),
         lifespan="on",
     )
     server = uvicorn.Server(config)

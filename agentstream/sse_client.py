@@ -33,12 +33,14 @@ class SseMessage:
 
 async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[SseMessage]:
     """Parse SSE lines into messages (comments and ``retry:`` are skipped)."""
-    event, data, event_id = "message", [], None
+    event, event_id = "message", None
+    data: list[str] = []
     async for line in lines:
         if line == "":
             if data:
                 yield SseMessage(event=event, data="\n".join(data), id=event_id)
-            event, data, event_id = "message", [], None
+            event, event_id = "message", None
+            data = []
             continue
         if line.startswith(":"):
             continue

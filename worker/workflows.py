@@ -49,7 +49,7 @@ class ChatWorkflow:
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=_QUICK,
             )
-            result = await workflow.execute_activity(
+            result: AgentResult = await workflow.execute_activity(
                 "call_agent",
                 CallAgentInput(run=run, chat=chat, sandbox=sandbox),
                 result_type=AgentResult,
