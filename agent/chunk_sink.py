@@ -2,7 +2,8 @@
 
 Tokens are merged until ``flush_interval_s`` passes or ``max_chars`` accumulate; any other event
 seals the text before it, so order is kept. One sender posts batches in order and retries a
-failed post with the same events (same ``n``), which the bridge's de-duplication stores once.
+failed post with the same events (same ``n``), on the next bridge when several are given, which
+the bridge's de-duplication stores once.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class ChunkSink:
         self,
         http: httpx.AsyncClient,
         *,
-        url: str,
+        urls: list[str],
         token: str,
         run: str,
         attempt: int,
@@ -43,7 +44,9 @@ class ChunkSink:
         retry_deadline_s: float = 30.0,
     ) -> None:
         self._http = http
-        self._url = url
+        # The bridge in use; another one is tried after a failed post.
+        self._urls = urls
+        self._current = 0
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self._run = run
         self._attempt = attempt
@@ -155,10 +158,11 @@ class ChunkSink:
         deadline = loop.time() + self._retry_deadline_s
         delay = 0.05
         while True:
+            url = self._urls[self._current]
             try:
-                response = await self._http.post(self._url, content=body, headers=self._headers)
+                response = await self._http.post(url, content=body, headers=self._headers)
             except httpx.TransportError as exc:
-                problem = f"bridge unreachable: {exc!r}"
+                problem = f"bridge {url} unreachable: {exc!r}"
             else:
                 if response.status_code < 300:
                     return
@@ -166,9 +170,11 @@ class ChunkSink:
                     raise SinkFailed(
                         f"bridge refused events: {response.status_code} {response.text[:300]}"
                     )
-                problem = f"bridge answered {response.status_code}"
+                problem = f"bridge {url} answered {response.status_code}"
             if loop.time() + delay > deadline:
                 raise SinkFailed(problem)
+            # The same events go to the next bridge: their Nats-Msg-Id stores them once.
+            self._current = (self._current + 1) % len(self._urls)
             log.warning("run %s: %s; retrying in %.2fs", self._run, problem, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)

@@ -75,7 +75,7 @@ class AgentRunner:
         database = await self._database(request)
         async with ChunkSink(
             self._http,
-            url=request.callback_url,
+            urls=[request.callback_url, *request.callback_fallback_urls],
             token=request.callback_token,
             run=request.run,
             attempt=request.attempt,

@@ -114,7 +114,7 @@ class LocalStack:
             CALLBACK_SECRET=self.callback_secret,
             SANDBOX_ROOT=str(self.sandbox_root),
             AGENT_URL=self.agent_url,
-            GATEWAY_URL=self.gateway_urls[0],
+            GATEWAY_URL=",".join(self.gateway_urls),
             PYTHONUNBUFFERED="1",
         )
         env.update(self.config.service_env)

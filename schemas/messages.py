@@ -75,6 +75,8 @@ class AgentRequest(msgspec.Struct, kw_only=True, frozen=True):
     prompt: str
     org: str = DEFAULT_ORG
     callback_url: str
+    # More bridges to fail over to (other gateway replicas), tried in turn when one is down.
+    callback_fallback_urls: list[str] = msgspec.field(default_factory=list)
     callback_token: str = ""
     sandbox: SandboxInfo | None = None
     connection_id: str | None = None

@@ -52,13 +52,15 @@ class DestroySandboxInput(msgspec.Struct, frozen=True, kw_only=True):
     sandbox: SandboxInfo
 
 
-def callback_url_for(chat: ChatInput, run: str, gateway_url: str) -> str:
-    """Where the agent posts the run's chunks.
+def callback_urls_for(chat: ChatInput, run: str, gateway_urls: list[str]) -> list[str]:
+    """Where the agent posts the run's chunks, the first choice first.
 
-    ``callback_url`` in the input may name the chunk endpoint itself or a gateway's base URL.
+    ``callback_url`` in the input (one chunk endpoint or a gateway's base URL) overrides the
+    worker's gateways; otherwise every configured gateway is a bridge the agent may fail over to.
     """
-    url = (chat.callback_url or gateway_url).rstrip("/")
-    return url if url.endswith("/chunk") else f"{url}/api/stream/{run}/chunk"
+    bases = [chat.callback_url] if chat.callback_url else gateway_urls
+    urls = [base.rstrip("/") for base in bases]
+    return [url if url.endswith("/chunk") else f"{url}/api/stream/{run}/chunk" for url in urls]
 
 
 class RunActivities:
@@ -72,7 +74,7 @@ class RunActivities:
         sandboxes: SandboxProvider,
         http: httpx.AsyncClient,
         agent_url: str,
-        gateway_url: str,
+        gateway_urls: list[str],
         callback_secret: str,
         heartbeat_s: float,
     ) -> None:
@@ -82,7 +84,7 @@ class RunActivities:
         self._sandboxes = sandboxes
         self._http = http
         self._agent_url = agent_url.rstrip("/")
-        self._gateway_url = gateway_url
+        self._gateway_urls = gateway_urls
         self._callback_secret = callback_secret
         self._heartbeat_s = heartbeat_s
 
@@ -135,12 +137,14 @@ class RunActivities:
                 exp=int(time.time()) + _CALLBACK_TOKEN_TTL_S,
             ),
         )
+        callback_urls = callback_urls_for(chat, params.run, self._gateway_urls)
         request = AgentRequest(
             run=params.run,
             attempt=attempt,
             prompt=chat.prompt,
             org=chat.org,
-            callback_url=callback_url_for(chat, params.run, self._gateway_url),
+            callback_url=callback_urls[0],
+            callback_fallback_urls=callback_urls[1:],
             callback_token=token,
             sandbox=params.sandbox,
             connection_id=chat.connection_id,

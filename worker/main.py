@@ -51,7 +51,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
             ),
             http=http,
             agent_url=settings.agent_url,
-            gateway_url=settings.gateway_url,
+            gateway_urls=settings.gateway_urls,
             callback_secret=settings.callback_secret,
             heartbeat_s=settings.heartbeat_s,
         )

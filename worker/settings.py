@@ -27,7 +27,8 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = DEFAULT_DATABASE_URL
     callback_secret: str = DEV_CALLBACK_SECRET
     agent_url: str = "http://127.0.0.1:8100"
-    gateway_url: str = "http://127.0.0.1:8000"
+    # Where agents post chunks: the load balancer, or every gateway replica (comma-separated).
+    gateway_urls: list[str] = msgspec.field(default_factory=lambda: ["http://127.0.0.1:8000"])
     sandbox_root: str = ".run/sandboxes"
     sandbox: str = "local"
     sandbox_allow_network: bool = False
@@ -46,7 +47,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
             database_url=env_str("DATABASE_URL", DEFAULT_DATABASE_URL),
             callback_secret=env_str("CALLBACK_SECRET", DEV_CALLBACK_SECRET),
             agent_url=env_str("AGENT_URL", "http://127.0.0.1:8100"),
-            gateway_url=env_str("GATEWAY_URL", "http://127.0.0.1:8000"),
+            gateway_urls=env_list("GATEWAY_URL", ["http://127.0.0.1:8000"]),
             sandbox_root=env_str("SANDBOX_ROOT", ".run/sandboxes"),
             sandbox=env_str("SANDBOX", "local"),
             sandbox_allow_network=env_str("SANDBOX_ALLOW_NETWORK", "") in ("1", "true", "yes"),

@@ -29,21 +29,21 @@ async def test_resume_on_another_replica_after_a_partial_read(
 async def test_client_resumes_on_b_when_replica_a_is_killed_mid_run(
     fault_stack: LocalStack, http: httpx.AsyncClient
 ) -> None:
-    # Replica 0 is the agent's callback bridge in the local stack; the reader's replica dies.
-    bridge, a, b = fault_stack.gateway_urls
-    run = await start_run(http, bridge, "survive a replica crash")
+    # Replica A is also the agent's first callback bridge: its chunks fail over to B and C.
+    a, b, c = fault_stack.gateway_urls
+    run = await start_run(http, a, "survive a replica crash")
     client = Client(http, [a, b], run)
     try:
         async with client.following() as following:
             await client.wait_for(lambda m: m.event == "token")
-            await fault_stack.processes["gateway-1"].kill()
+            await fault_stack.processes["gateway-0"].kill()
             messages = await following
     finally:
-        await fault_stack.restart("gateway-1")
+        await fault_stack.restart("gateway-0")
 
     assert client.connections >= 2, "the client had to reconnect"
-    assert not any(m.event == "reset" for m in messages), "the run itself was not disturbed"
-    assert keys(messages) == keys(await reference(http, bridge, run))
+    assert not any(m.event == "reset" for m in messages), "the producer failed over, no retry"
+    assert keys(messages) == keys(await reference(http, c, run))
 
 
 async def test_twenty_clients_on_three_replicas_joining_at_random_moments(

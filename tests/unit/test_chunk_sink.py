@@ -82,7 +82,8 @@ async def http(bridge: Bridge) -> AsyncIterator[httpx.AsyncClient]:
 def _sink(http: httpx.AsyncClient, **kwargs: Any) -> ChunkSink:
     options: dict[str, Any] = {"flush_interval_s": 0.01, "retry_deadline_s": 5.0}
     options.update(kwargs)
-    return ChunkSink(http, url=URL, token="tok-123", run=RUN, attempt=ATTEMPT, **options)
+    urls = options.pop("urls", [URL])
+    return ChunkSink(http, urls=urls, token="tok-123", run=RUN, attempt=ATTEMPT, **options)
 
 
 def _numbers(events: list[BaseEvent]) -> list[int]:
@@ -308,3 +309,34 @@ async def test_undecodable_bridge_answer_fails_the_sink_instead_of_hanging() -> 
         finally:
             with contextlib.suppress(Exception):  # cleanup only: stop the sender
                 await sink.close()
+
+
+class DownHostTransport(httpx.AsyncBaseTransport):
+    """Fault injector: one host refuses every connection (a dead gateway replica)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, down_host: str) -> None:
+        self.inner = inner
+        self.down_host = down_host
+        self.refused = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == self.down_host:
+            self.refused += 1
+            raise httpx.ConnectError("injected: replica down", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_dead_bridge_fails_over_to_the_next_with_the_same_events(bridge: Bridge) -> None:
+    transport = DownHostTransport(httpx.ASGITransport(app=bridge.app), down_host="dead")
+    async with httpx.AsyncClient(transport=transport) as http:
+        sink = _sink(
+            http,
+            urls=["http://dead/api/stream/run_sink/chunk", URL],
+            retry_deadline_s=5.0,
+        )
+        async with sink:
+            await sink.emit(ToolStart(run=RUN, call_id="c1", name="run_command"))
+            await sink.token("after the failover")
+    assert transport.refused >= 1, "the dead bridge was tried first"
+    assert [type(e) for e in bridge.stored] == [ToolStart, Token]
+    assert _numbers(bridge.stored) == [0, 1], "each event stored once, in order"
