@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import nats.errors
 from fastapi import FastAPI, Request
@@ -30,6 +31,8 @@ from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
+
+_INDEX_HTML = (Path(__file__).parent / "static" / "index.html").read_bytes()
 
 
 def install_outage_handlers(app: FastAPI) -> None:
@@ -115,6 +118,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def healthz() -> object:
         """Liveness and readiness: the process serves requests."""
         return json_response({"status": "ok", "auth": "open" if auth.open else "required"})
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        """A minimal browser client: send a message, watch the run stream in."""
+        return Response(_INDEX_HTML, media_type="text/html; charset=utf-8")
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_text() -> Response:

@@ -67,3 +67,12 @@ async def test_replay_from_another_replica_matches_and_resumes_after_last_event_
     )
     assert by_query.status_code == 200
     assert "event: done" in by_query.text and by_query.text.count("event:") == 1
+
+
+async def test_the_gateway_serves_a_browser_client(
+    stack: LocalStack, http: httpx.AsyncClient
+) -> None:
+    page = await http.get(f"{stack.gateway_urls[0]}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "new EventSource(body.stream_url)" in page.text
+    assert 'fetch("/api/messages"' in page.text
