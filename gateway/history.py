@@ -22,6 +22,12 @@ from schemas import run_subject, run_subject_any_org
 _BATCH = 256
 
 
+def _org_of_subject(subject: str) -> str:
+    """``runs.<org>.<run>`` → ``<org>``."""
+    parts = subject.split(".")
+    return parts[1] if len(parts) == 3 else ""
+
+
 class LastEvent(NamedTuple):
     """What the bridge needs to know of a run's newest event."""
 
@@ -41,21 +47,30 @@ class HistoryReader:
         self._timeout_s = timeout_s
         self._api = f"$JS.API.DIRECT.GET.{stream}"
 
-    async def read(self, run: str, *, after: int) -> AsyncIterator[StoredEvent]:
-        """Every stored event of ``run`` whose sequence is greater than ``after``."""
+    async def read(self, org: str, run: str, *, after: int) -> AsyncIterator[StoredEvent]:
+        """Every stored event of ``org``'s ``run`` whose sequence is greater than ``after``."""
         start = after + 1
         while True:
-            batch, pending = await self._read_batch(run, start)
+            batch, pending = await self._read_batch(run_subject(org, run), start)
             for event in batch:
                 yield event
             if not batch or pending == 0:
                 return
             start = batch[-1].seq + 1
 
-    async def has_events(self, run: str) -> bool:
-        """Whether the stream holds any event of ``run``."""
-        batch, _ = await self._read_batch(run, 1, size=1)
+    async def has_events(self, org: str, run: str) -> bool:
+        """Whether the stream holds any event of ``org``'s ``run``."""
+        batch, _ = await self._read_batch(run_subject(org, run), 1, size=1)
         return bool(batch)
+
+    async def first_org(self, run: str) -> str | None:
+        """The org the run's first stored event was published under, if any.
+
+        Only for runs nothing else knows (open mode): reads are otherwise always org-exact, so
+        events another org's producer publishes under the same run ID are never merged in.
+        """
+        batch, _ = await self._read_batch(run_subject_any_org(run), 1, size=1)
+        return batch[0].org if batch else None
 
     async def last_event(self, org: str, run: str) -> LastEvent | None:
         """Type and attempt of the run's newest stored event, if it has any."""
@@ -75,9 +90,9 @@ class HistoryReader:
         )
 
     async def _read_batch(
-        self, run: str, start: int, size: int = _BATCH
+        self, subject: str, start: int, size: int = _BATCH
     ) -> tuple[list[StoredEvent], int]:
-        """One batch from ``start``, and how many of the run's events lie beyond it."""
+        """One batch of ``subject`` from ``start``, and how many of its events lie beyond it."""
         replies: asyncio.Queue[Msg] = asyncio.Queue()
 
         async def on_reply(msg: Msg) -> None:
@@ -86,14 +101,14 @@ class HistoryReader:
         inbox = self._nc.new_inbox()
         sub = await self._nc.subscribe(inbox, cb=on_reply)
         try:
-            request = {"seq": start, "next_by_subj": run_subject_any_org(run), "batch": size}
+            request = {"seq": start, "next_by_subj": subject, "batch": size}
             await self._nc.publish(self._api, json.dumps(request).encode(), reply=inbox)
             events: list[StoredEvent] = []
             while True:
                 try:
                     msg = await asyncio.wait_for(replies.get(), self._timeout_s)
                 except TimeoutError:
-                    raise HistoryUnavailable(f"no answer from stream for {run}") from None
+                    raise HistoryUnavailable(f"no answer from stream for {subject}") from None
                 headers = msg.headers or {}
                 status = headers.get("Status")
                 if status == "404":
@@ -107,6 +122,7 @@ class HistoryReader:
                         prev_seq=0,
                         type=headers.get(EVENT_TYPE_HEADER, "message"),
                         data=msg.data,
+                        org=_org_of_subject(headers.get("Nats-Subject", "")),
                     )
                 )
         finally:

@@ -19,7 +19,7 @@ from nats.aio.subscription import Subscription
 
 from agentstream.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics
 from gateway.stored_event import StoredEvent
-from schemas import live_subject_any_org
+from schemas import live_subject
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +107,20 @@ class LiveHub:
         return len(self._channels)
 
     @contextlib.asynccontextmanager
-    async def watch(self, run: str, cut_off: asyncio.Event) -> AsyncIterator[Watcher]:
+    async def watch(self, org: str, run: str, cut_off: asyncio.Event) -> AsyncIterator[Watcher]:
         """Register a client for ``run``; subscribes on the first and unsubscribes after the last.
 
         The subscription is in place (flushed to the server) before this yields, so a history
         read started afterwards overlaps live delivery instead of leaving a hole between them.
         """
         watcher = Watcher(run, self._client_queue_size, cut_off, self._on_overflow)
-        channel = self._channels.get(run)
+        subject = live_subject(org, run)
+        channel = self._channels.get(subject)
         if channel is None:
-            channel = self._channels[run] = _RunChannel()
+            channel = self._channels[subject] = _RunChannel()
             channel.watchers.add(watcher)
             try:
-                channel.subscription = await self._subscribe(run, channel)
+                channel.subscription = await self._subscribe(subject, channel)
                 # Shielded: nats-py resolves a flush's PONG future without checking whether it
                 # was cancelled, and that error kills the connection's read loop. A client that
                 # leaves mid-flush must not take the replica's NATS connection with it.
@@ -133,13 +134,13 @@ class LiveHub:
             yield watcher
         finally:
             channel.watchers.discard(watcher)
-            if not channel.watchers and self._channels.get(run) is channel:
-                del self._channels[run]
+            if not channel.watchers and self._channels.get(subject) is channel:
+                del self._channels[subject]
                 if channel.subscription is not None:
                     with contextlib.suppress(Exception):
                         await channel.subscription.unsubscribe()
 
-    async def _subscribe(self, run: str, channel: _RunChannel) -> Subscription:
+    async def _subscribe(self, subject: str, channel: _RunChannel) -> Subscription:
         async def deliver(msg: Msg) -> None:
             try:
                 event = StoredEvent.from_republished(msg)
@@ -150,7 +151,7 @@ class LiveHub:
                 watcher.offer(event)
 
         return await self._nc.subscribe(
-            live_subject_any_org(run),
+            subject,
             cb=deliver,
             # A dropped message is detected by the next one's Nats-Last-Sequence and re-read.
             pending_msgs_limit=8192,

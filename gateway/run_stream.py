@@ -22,6 +22,7 @@ class ClientTooSlow(Exception):
 async def stream_run(
     hub: LiveHub,
     history: HistoryReader,
+    org: str,
     run: str,
     *,
     after: int,
@@ -34,9 +35,9 @@ async def stream_run(
     ``cut_off`` is set if the client falls a whole queue behind; ``on_idle`` runs after each
     quiet spell of ``idle_check_s`` (to notice runs that ended without a terminal event).
     """
-    async with hub.watch(run, cut_off) as watcher:
+    async with hub.watch(org, run, cut_off) as watcher:
         last = after
-        async for event in history.read(run, after=last):
+        async for event in history.read(org, run, after=last):
             yield event
             last = event.seq
             if event.terminal:
@@ -57,7 +58,7 @@ async def stream_run(
                         return
                     continue
             # A hole, a resync order or a quiet spell: the stream is the truth, read what it has.
-            async for event in history.read(run, after=last):
+            async for event in history.read(org, run, after=last):
                 yield event
                 last = event.seq
                 if event.terminal:

@@ -18,6 +18,8 @@ class StoredEvent(NamedTuple):
     prev_seq: int
     type: str
     data: bytes
+    # The org its subject names (``runs.<org>.<run>``); empty where not needed.
+    org: str = ""
 
     @property
     def terminal(self) -> bool:

@@ -50,6 +50,6 @@ def run_subject_any_org(run: str) -> str:
     return f"runs.*.{require_id('run', run)}"
 
 
-def live_subject_any_org(run: str) -> str:
-    """The core-NATS subject the stream republishes ``run``'s events to, any org."""
-    return f"live.*.{require_id('run', run)}"
+def live_subject(org: str, run: str) -> str:
+    """The core-NATS subject the stream republishes ``run``'s events to."""
+    return f"live.{require_id('org', org)}.{require_id('run', run)}"

@@ -47,8 +47,8 @@ async def stream_by_path(
     token: TokenQuery = None,
 ) -> EventSourceResponse:
     """Stream every event of ``run`` after ``Last-Event-ID`` (from the start without one)."""
-    release = await _admit(request, gw, run, token)
-    return await _open_stream(gw, run, last_event_id_header or last_event_id, release)
+    org, release = await _admit(request, gw, run, token)
+    return await _open_stream(gw, org, run, last_event_id_header or last_event_id, release)
 
 
 @router.get("/api/stream", response_class=EventSourceResponse, responses=_ERRORS)
@@ -61,19 +61,21 @@ async def stream_by_query(
     token: TokenQuery = None,
 ) -> EventSourceResponse:
     """The same stream, addressed as ``?workflow_id=``."""
-    release = await _admit(request, gw, workflow_id, token)
-    return await _open_stream(gw, workflow_id, last_event_id_header or last_event_id, release)
+    org, release = await _admit(request, gw, workflow_id, token)
+    last = last_event_id_header or last_event_id
+    return await _open_stream(gw, org, workflow_id, last, release)
 
 
 async def _admit(
     request: Request, gw: GatewayState, run: str, token: str | None
-) -> Callable[[], None]:
-    """Check the caller may read ``run`` and take one of its stream slots.
+) -> tuple[str | None, Callable[[], None]]:
+    """Check the caller may read ``run``; its org when known, and one of its stream slots.
 
     A stream token for the run, or credentials of the run's org; in open mode, anyone.
     """
+    org: str | None = None
     if token is not None:
-        verify_stream_token(gw, token, run)
+        org = verify_stream_token(gw, token, run).org
         key = f"run:{run}"
     else:
         principal = await gw.auth.optional_principal(request)
@@ -85,10 +87,11 @@ async def _admit(
             if view is None:
                 raise NotFound(f"unknown run {run}")
             require_org(principal, view.org)
+            org = view.org
             key = principal.key
         else:
             key = f"ip:{request.client.host if request.client else 'unknown'}"
-    return gw.stream_slots.acquire(key)
+    return org, gw.stream_slots.acquire(key)
 
 
 def _parse_last_event_id(raw: str | None) -> int:
@@ -102,22 +105,35 @@ def _parse_last_event_id(raw: str | None) -> int:
 
 
 async def _open_stream(
-    gw: GatewayState, run: str, raw_last_id: str | None, release: Callable[[], None]
+    gw: GatewayState,
+    org: str | None,
+    run: str,
+    raw_last_id: str | None,
+    release: Callable[[], None],
 ) -> EventSourceResponse:
     try:
         after = _parse_last_event_id(raw_last_id)
         cut_off = asyncio.Event()
-        if await gw.history.has_events(run):
-            events = _live_events(gw, run, after, cut_off)
-        else:
+        view = None
+        if org is None:
+            # Open mode: the org is the run's own (Temporal, the database), else the one its
+            # first event names. Reads are then exact: another org's events under the same run
+            # ID are never merged in.
             view = await gw.directory.find(run)
+            org = view.org if view is not None else await gw.history.first_org(run)
+            if org is None:
+                raise NotFound(f"unknown run {run}")
+        if await gw.history.has_events(org, run):
+            events = _live_events(gw, org, run, after, cut_off)
+        else:
+            view = view or await gw.directory.find(run)
             if view is None:
                 raise NotFound(f"unknown run {run}")
             if view.result is not None and view.status == "completed":
                 # The run's events expired: its stored answer still ends the stream properly.
                 events = _stored_done(run, view.result)
             else:
-                events = _live_events(gw, run, after, cut_off)
+                events = _live_events(gw, org, run, after, cut_off)
     except BaseException:
         release()
         raise
@@ -141,7 +157,7 @@ async def _open_stream(
 
 
 async def _live_events(
-    gw: GatewayState, run: str, after: int, cut_off: asyncio.Event
+    gw: GatewayState, org: str, run: str, after: int, cut_off: asyncio.Event
 ) -> AsyncIterator[ServerSentEvent]:
     settings = gw.settings
     loop = asyncio.get_running_loop()
@@ -160,6 +176,7 @@ async def _live_events(
         async for event in stream_run(
             gw.hub,
             gw.history,
+            org,
             run,
             after=after,
             idle_check_s=settings.sse_idle_check_s,

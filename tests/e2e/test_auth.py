@@ -168,7 +168,7 @@ async def test_a_stream_token_cannot_publish_and_a_callback_token_cannot_read(
     _error(await http.post(chunk_url, json=event, headers=_bearer(KEY_ACME)), 401)
     nc = await nats.connect(stack.nats_url)
     try:
-        stored = [event async for event in HistoryReader(nc).read(run, after=0)]
+        stored = [event async for event in HistoryReader(nc).read("acme", run, after=0)]
     finally:
         await nc.close()
     assert [e.type for e in stored] == ["status"], "only the gateway's queued: nothing published"

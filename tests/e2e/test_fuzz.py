@@ -424,7 +424,9 @@ async def test_generated_events_for_the_token_run_are_stored_exactly_when_accept
     assert {o.status for o in outcomes} <= {200, 400, 413}, "refused: worker-only or too large"
     nc = await nats.connect(campaigns.stack.nats_url)
     try:
-        stored = [event.seq async for event in HistoryReader(nc).read(CALLBACK_RUN, after=0)]
+        stored = [
+            event.seq async for event in HistoryReader(nc).read("default", CALLBACK_RUN, after=0)
+        ]
     finally:
         await nc.close()
     assert set(stored) == acknowledged, "stored = acknowledged, nothing refused was stored"

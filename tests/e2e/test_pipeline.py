@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncpg
 import httpx
+import nats
 
+from agentstream.event_publisher import publish_event
 from agentstream.stack import LocalStack
+from schemas import Token
 from tests.e2e.runs import assert_well_formed, read_whole_run, start_run
 
 
@@ -76,3 +79,24 @@ async def test_the_gateway_serves_a_browser_client(
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "new EventSource(body.stream_url)" in page.text
     assert 'fetch("/api/messages"' in page.text
+
+
+async def test_events_another_org_publishes_under_a_runs_id_never_reach_its_readers(
+    stack: LocalStack, http: httpx.AsyncClient
+) -> None:
+    # A rogue producer (say, another org's on-premises worker with NATS access) publishes into
+    # the run's ID under its own org's subject: the run's readers must never see it.
+    gateway = stack.gateway_urls[0]
+    run = await start_run(http, gateway, "Is anyone else writing here?")
+    nc = await nats.connect(stack.nats_url)
+    try:
+        rogue = Token(run=run, n=999, text="INJECTED by another org")
+        await publish_event(nc.jetstream(), "rogue", rogue, producer="agent")
+    finally:
+        await nc.close()
+
+    live = await read_whole_run(http, gateway, run)
+    replay = await read_whole_run(http, stack.gateway_urls[1], run)
+    for messages in (live, replay):
+        assert messages[-1].event == "done"
+        assert not any("INJECTED" in m.data for m in messages)

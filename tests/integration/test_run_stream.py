@@ -65,7 +65,7 @@ async def _publish_run(producer: NATS, run: str, tokens: int) -> None:
 
 async def _collect(hub: LiveHub, history: HistoryReader, run: str) -> list[StoredEvent]:
     events = stream_run(
-        hub, history, run, after=0, idle_check_s=IDLE_CHECK_S, cut_off=asyncio.Event()
+        hub, history, "default", run, after=0, idle_check_s=IDLE_CHECK_S, cut_off=asyncio.Event()
     )
     async with asyncio.timeout(20):
         return [event async for event in events]
@@ -103,13 +103,13 @@ async def test_a_live_tail_that_never_arrives_is_read_from_the_stream(
     js = producer.jetstream()
     await publish_event(js, "default", Token(run=run, n=0, text="first"), producer="agent")
     events = stream_run(
-        hub, history, run, after=0, idle_check_s=IDLE_CHECK_S, cut_off=asyncio.Event()
+        hub, history, "default", run, after=0, idle_check_s=IDLE_CHECK_S, cut_off=asyncio.Event()
     )
     async with asyncio.timeout(20):
         first = await anext(events)
         assert first.type == "token"
         # Lose live delivery altogether: only the idle re-read can find the rest.
-        channel = hub._channels[run]
+        channel = hub._channels[f"live.default.{run}"]
         assert channel.subscription is not None
         await channel.subscription.unsubscribe()
         await _publish_run(producer, run, tokens=0)
@@ -127,10 +127,12 @@ async def test_a_hole_in_live_delivery_is_refilled_before_anything_after_it(
     js = producer.jetstream()
     await publish_event(js, "default", Token(run=run, n=0, text="a"), producer="agent")
     # Idle checks effectively off: only the hole in the sequence can trigger the refill.
-    events = stream_run(hub, history, run, after=0, idle_check_s=60, cut_off=asyncio.Event())
+    events = stream_run(
+        hub, history, "default", run, after=0, idle_check_s=60, cut_off=asyncio.Event()
+    )
     async with asyncio.timeout(20):
         first = await anext(events)
-        channel = hub._channels[run]
+        channel = hub._channels[f"live.default.{run}"]
         assert channel.subscription is not None
         await channel.subscription.unsubscribe()
         seq_b = await publish_event(js, "default", Token(run=run, n=1, text="b"), producer="agent")
@@ -153,7 +155,7 @@ async def test_clients_leaving_while_their_subscription_is_made_do_not_break_the
     history = HistoryReader(gateway)
 
     async def watch_briefly(run: str) -> None:
-        async with hub.watch(run, asyncio.Event()):
+        async with hub.watch("default", run, asyncio.Event()):
             await asyncio.Event().wait()
 
     # Cancel watchers at every point of their set-up, the subscription's flush included.

@@ -32,7 +32,7 @@ from schemas import (
     event_type,
     is_terminal,
     is_valid_id,
-    live_subject_any_org,
+    live_subject,
     require_id,
     run_subject,
     run_subject_any_org,
@@ -263,7 +263,7 @@ def test_invalid_ids_are_rejected(value: str) -> None:
 def test_subject_helpers() -> None:
     assert run_subject("acme", "run_1") == "runs.acme.run_1"
     assert run_subject_any_org("run_1") == "runs.*.run_1"
-    assert live_subject_any_org("run_1") == "live.*.run_1"
+    assert live_subject("acme", "run_1") == "live.acme.run_1"
     assert task_queue("acme") == "agent-acme"
 
 
@@ -273,7 +273,8 @@ def test_subject_helpers() -> None:
         (lambda: run_subject("a.b", "run_1"), "org"),
         (lambda: run_subject("acme", "run.>"), "run"),
         (lambda: run_subject_any_org("*"), "run"),
-        (lambda: live_subject_any_org(">"), "run"),
+        (lambda: live_subject("acme", ">"), "run"),
+        (lambda: live_subject("*", "run_1"), "org"),
         (lambda: task_queue("a b"), "org"),
     ],
 )
