@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -22,6 +23,8 @@ import psutil
 from agentstream.sse_client import read_stream
 from agentstream.stack import LocalStack, StackConfig
 from agentstream.tokens import TokenClaims, mint_token
+
+_STATE = Path(tempfile.gettempdir()) / f"agentstream-bench-{os.getpid()}"
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -42,9 +45,8 @@ async def _client(http: httpx.AsyncClient, url: str, total: int, latencies: list
 
 
 async def bench(events: int, clients: int, batch: int, idle_clients: int) -> None:
-    state = Path(tempfile.mkdtemp(prefix="agentstream-bench-"))
     config = StackConfig(
-        state_dir=state,
+        state_dir=_STATE,
         fixed_ports=False,
         temporal_ui=False,
         # Every benchmark client comes from one address: lift the per-key stream limit.
@@ -131,6 +133,14 @@ async def bench(events: int, clients: int, batch: int, idle_clients: int) -> Non
     print(f"fan-out ratio delivered/stored: {ratio:.1f}")
 
 
+async def bench_and_clean(events: int, clients: int, batch: int, idle_clients: int) -> None:
+    """Run the benchmark; its temporary state never outlives it."""
+    try:
+        await bench(events, clients, batch, idle_clients)
+    finally:
+        shutil.rmtree(_STATE, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=5_000)
@@ -138,7 +148,7 @@ def main() -> None:
     parser.add_argument("--idle-clients", type=int, default=200)
     parser.add_argument("--batch", type=int, default=50)
     args = parser.parse_args()
-    asyncio.run(bench(args.events, args.clients, args.batch, args.idle_clients))
+    asyncio.run(bench_and_clean(args.events, args.clients, args.batch, args.idle_clients))
     sys.stdout.flush()
     # temporalio's native runtime can crash at interpreter exit; everything is closed by now.
     os._exit(0)
