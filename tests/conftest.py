@@ -25,6 +25,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Local
         database_url=os.environ.get("DATABASE_URL") or None,
         # Fast enough for a quick suite, slow enough that a run spans several chunks.
         agent_env={"SCRIPTED_TOKEN_DELAY_S": "0.005"},
+        # Keepalives every second, so a test can see several without waiting 15 s for each.
+        service_env={"SSE_PING_S": "1"},
     )
     local = LocalStack(config)
     async with local.running():
