@@ -120,3 +120,14 @@ async def test_rows_are_capped_and_flagged(stack: LocalStack) -> None:
     finally:
         await databases.close()
     assert result.row_count == 10 and result.truncated
+
+
+async def test_an_unknown_connection_fails_the_run_with_a_reason(
+    stack: LocalStack, http: httpx.AsyncClient
+) -> None:
+    gateway = stack.gateway_urls[0]
+    run = await start_run(http, gateway, SAMPLE_QUESTION, connection_id="no_such_db")
+    messages = await read_whole_run(http, gateway, run)
+    assert messages[-1].event == "failed"
+    assert "unknown connection 'no_such_db'" in messages[-1].json()["reason"]
+    assert not any(m.event == "reset" for m in messages), "a bad request is not retried"
