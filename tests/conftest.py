@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
 
+from agentstream.postgres import local_database
 from agentstream.stack import LocalStack, StackConfig
 
 
@@ -31,6 +33,19 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Local
     local = LocalStack(config)
     async with local.running():
         yield local
+
+
+@pytest.fixture(scope="session")
+async def pg_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """An admin DSN, found as the stack finds one: DATABASE_URL, 127.0.0.1:5432, else embedded."""
+    state = Path(tmp_path_factory.mktemp("postgres"))
+    async with local_database(state, os.environ.get("DATABASE_URL") or None) as database:
+        yield database.dsn
+
+
+def database_dsn(server_dsn: str, name: str) -> str:
+    """``server_dsn`` pointed at database ``name`` (host, port and socket options kept)."""
+    return urlunsplit(urlsplit(server_dsn)._replace(path=f"/{name}"))
 
 
 @pytest.fixture(scope="session")

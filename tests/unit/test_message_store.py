@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,8 +13,7 @@ import pytest
 from agentstream.message_store import MessageStore, StoredMessage, open_pool
 from agentstream.migrations import MIGRATIONS, migrate
 from schemas import AgentResult, ChatInput, SandboxInfo, SqlQuery, ToolCall, Usage
-
-SERVER = os.environ.get("AGENTSTREAM_UNIT_PG", "postgresql://postgres@127.0.0.1:5432")
+from tests.conftest import database_dsn
 
 RESULT = AgentResult(
     final_answer="3 users, café ☕",
@@ -29,14 +27,14 @@ RESULT = AgentResult(
 
 
 @pytest.fixture
-async def dsn() -> AsyncIterator[str]:
+async def dsn(pg_server: str) -> AsyncIterator[str]:
     """A fresh, empty database, dropped afterwards."""
     name = f"agentstream_unit_{uuid.uuid4().hex}"
-    admin = await asyncpg.connect(f"{SERVER}/postgres")
+    admin = await asyncpg.connect(pg_server)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            yield f"{SERVER}/{name}"
+            yield database_dsn(pg_server, name)
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
