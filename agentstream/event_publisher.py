@@ -22,7 +22,13 @@ def msg_id(event: BaseEvent, producer: str) -> str:
 
 
 async def publish_event(
-    js: JetStreamContext, org: str, event: BaseEvent, *, producer: str, timeout: float = 5.0
+    js: JetStreamContext,
+    org: str,
+    event: BaseEvent,
+    *,
+    producer: str,
+    timeout: float = 5.0,
+    data: bytes | None = None,
 ) -> int:
     """Store ``event`` in the run's subject and return its stream sequence.
 
@@ -30,7 +36,8 @@ async def publish_event(
     """
     ack = await js.publish(
         run_subject(org, event.run),
-        encode(event),
+        # ``data`` is ``event`` already encoded, when the caller had to encode it anyway.
+        data if data is not None else encode(event),
         timeout=timeout,
         headers={
             "Nats-Msg-Id": msg_id(event, producer),

@@ -7,6 +7,7 @@ read with a hard size bound before anything decodes them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -116,10 +117,15 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def decode_body(body: bytes, type_: type[T]) -> T:
     """Decode and validate a JSON body; any problem is a 400 naming it."""
+    return decode_body_with(body, lambda data: msgspec.json.decode(data, type=type_))
+
+
+def decode_body_with(body: bytes, decode: Callable[[bytes], T]) -> T:
+    """Decode a JSON body with ``decode`` (a prebuilt decoder); any problem is a 400."""
     if not body:
         raise BadRequest("empty body, expected JSON")
     try:
-        return msgspec.json.decode(body, type=type_)
+        return decode(body)
     except msgspec.ValidationError as exc:
         raise BadRequest(f"invalid body: {exc}") from None
     except msgspec.DecodeError as exc:

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-TERMINAL_EVENTS = frozenset({"done", "failed", "cancelled"})
+from schemas import TERMINAL_EVENT_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,7 @@ class SseMessage:
     @property
     def terminal(self) -> bool:
         """Whether this event ends the run."""
-        return self.event in TERMINAL_EVENTS
+        return self.event in TERMINAL_EVENT_TYPES
 
 
 async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[SseMessage]:

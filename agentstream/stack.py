@@ -13,7 +13,7 @@ import secrets
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,9 @@ from agentstream.postgres import LocalDatabase, local_database
 from agentstream.processes import ServiceProcess, free_port, port_or_free
 
 _READY_TIMEOUT_S = 60.0
+
+# How to tell that a started part serves: awaited after every start and restart.
+Readiness = Callable[[ServiceProcess], Awaitable[None]]
 
 
 def binary_path(name: str) -> str:
@@ -78,6 +81,7 @@ class LocalStack:
         self.sandbox_root = Path(tempfile.gettempdir()) / f"agentstream-sandboxes-{digest}"
         self.database: LocalDatabase | None = None
         self.processes: dict[str, ServiceProcess] = {}
+        self._readiness: dict[str, Readiness] = {}
 
     @property
     def nats_url(self) -> str:
@@ -124,15 +128,18 @@ class LocalStack:
     def _module(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "agentstream", *args]
 
-    async def _launch(self, process: ServiceProcess) -> ServiceProcess:
+    async def _launch(self, process: ServiceProcess, ready: Readiness) -> ServiceProcess:
+        """Start ``process`` and wait until ``ready``, which a restart reuses."""
         self.processes[process.name] = process
+        self._readiness[process.name] = ready
         await process.start()
+        await ready(process)
         return process
 
     async def start_nats(self) -> ServiceProcess:
         """NATS with JetStream, its store under the state directory."""
         store = self.state_dir / "nats"
-        process = await self._launch(
+        return await self._launch(
             ServiceProcess(
                 "nats",
                 [
@@ -147,10 +154,9 @@ class LocalStack:
                 ],
                 dict(os.environ),
                 self.log_dir,
-            )
+            ),
+            lambda p: p.wait_for_line("Server is ready", _READY_TIMEOUT_S),
         )
-        await process.wait_for_line("Server is ready", _READY_TIMEOUT_S)
-        return process
 
     async def start_temporal(self) -> ServiceProcess:
         """Temporal's development server, its database under the state directory."""
@@ -171,9 +177,6 @@ class LocalStack:
             argv += ["--ui-port", str(self.temporal_ui_port)]
         else:
             argv += ["--headless"]
-        process = await self._launch(
-            ServiceProcess("temporal", argv, dict(os.environ), self.log_dir)
-        )
 
         async def answers() -> bool:
             try:
@@ -183,8 +186,10 @@ class LocalStack:
             except Exception:
                 return False
 
-        await process.wait_until(answers, _READY_TIMEOUT_S)
-        return process
+        return await self._launch(
+            ServiceProcess("temporal", argv, dict(os.environ), self.log_dir),
+            lambda p: p.wait_until(answers, _READY_TIMEOUT_S),
+        )
 
     async def start_worker(
         self,
@@ -197,13 +202,12 @@ class LocalStack:
         args = ["worker"]
         for org in orgs or self.config.orgs:
             args += ["--org", org]
-        process = await self._launch(
+        return await self._launch(
             ServiceProcess(
                 name, self._module(*args), self._service_env(**(env or {})), self.log_dir
-            )
+            ),
+            lambda p: p.wait_for_line("worker ready", _READY_TIMEOUT_S),
         )
-        await process.wait_for_line("worker ready", _READY_TIMEOUT_S)
-        return process
 
     async def start_agent(
         self, *, name: str = "agent", port: int | None = None, env: dict[str, str] | None = None
@@ -211,16 +215,15 @@ class LocalStack:
         """The agent service."""
         port = port or self.agent_port
         extra = {**self.config.agent_env, **(env or {})}
-        process = await self._launch(
+        return await self._launch(
             ServiceProcess(
                 name,
                 self._module("agent", "--port", str(port)),
                 self._service_env(**extra),
                 self.log_dir,
-            )
+            ),
+            lambda p: p.wait_http_ok(f"http://127.0.0.1:{port}/healthz", _READY_TIMEOUT_S),
         )
-        await process.wait_http_ok(f"http://127.0.0.1:{port}/healthz", _READY_TIMEOUT_S)
-        return process
 
     async def start_gateway(
         self,
@@ -233,16 +236,15 @@ class LocalStack:
         """Gateway replica ``index``, or an extra one named ``name`` on ``port``."""
         port = port or self.gateway_ports[index]
         url = f"http://127.0.0.1:{port}"
-        process = await self._launch(
+        return await self._launch(
             ServiceProcess(
                 name or f"gateway-{index}",
                 self._module("gateway", "--port", str(port)),
                 self._service_env(PUBLIC_URL=url, **(env or {})),
                 self.log_dir,
-            )
+            ),
+            lambda p: p.wait_http_ok(f"{url}/healthz", _READY_TIMEOUT_S),
         )
-        await process.wait_http_ok(f"{url}/healthz", _READY_TIMEOUT_S)
-        return process
 
     @contextlib.asynccontextmanager
     async def dedicated_agent(
@@ -269,14 +271,7 @@ class LocalStack:
         process = self.processes[name]
         await process.stop()
         await process.start()
-        if name == "nats":
-            await process.wait_for_line("Server is ready", _READY_TIMEOUT_S)
-        elif name.startswith("gateway-"):
-            await process.wait_http_ok(
-                f"{self.gateway_urls[int(name.split('-')[1])]}/healthz", _READY_TIMEOUT_S
-            )
-        elif name.startswith("worker"):
-            await process.wait_for_line("worker ready", _READY_TIMEOUT_S)
+        await self._readiness[name](process)
         return process
 
     @contextlib.asynccontextmanager

@@ -7,8 +7,7 @@ from typing import NamedTuple
 from nats.aio.msg import Msg
 
 from agentstream.event_publisher import EVENT_TYPE_HEADER
-
-TERMINAL_TYPES = frozenset({"done", "failed", "cancelled"})
+from schemas import TERMINAL_EVENT_TYPES
 
 
 class StoredEvent(NamedTuple):
@@ -24,7 +23,7 @@ class StoredEvent(NamedTuple):
     @property
     def terminal(self) -> bool:
         """Whether this event ends the run's stream."""
-        return self.type in TERMINAL_TYPES
+        return self.type in TERMINAL_EVENT_TYPES
 
     @classmethod
     def from_republished(cls, msg: Msg) -> StoredEvent:

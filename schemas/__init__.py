@@ -2,6 +2,7 @@
 
 from schemas.codec import decode_event, decode_event_batch, encode
 from schemas.events import (
+    TERMINAL_EVENT_TYPES,
     BaseEvent,
     Cancelled,
     Done,
@@ -48,6 +49,7 @@ from schemas.messages import (
 __all__ = [
     "DEFAULT_ORG",
     "ID_PATTERN",
+    "TERMINAL_EVENT_TYPES",
     "AgentRequest",
     "AgentResult",
     "BaseEvent",

@@ -115,8 +115,16 @@ def is_terminal(event: BaseEvent) -> bool:
     return type(event) in TERMINAL_TYPES
 
 
-def event_type(event: BaseEvent) -> str:
-    """The tag of ``event``, as sent in SSE ``event:`` lines."""
-    tag = type(event).__struct_config__.tag
+def _tag(cls: type[BaseEvent]) -> str:
+    tag = cls.__struct_config__.tag
     assert isinstance(tag, str)
     return tag
+
+
+def event_type(event: BaseEvent) -> str:
+    """The tag of ``event``, as sent in SSE ``event:`` lines."""
+    return _tag(type(event))
+
+
+# The same, by tag: for relays and clients that see the type, not a decoded event.
+TERMINAL_EVENT_TYPES: frozenset[str] = frozenset(_tag(cls) for cls in TERMINAL_TYPES)

@@ -121,15 +121,7 @@ def kill_everything_of(uid: int, *, rounds: int = 200) -> bool:
 
 
 def _user_process_count() -> int:
-    uid = os.getuid()
-    count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                count += entry.stat().st_uid == uid
-            except OSError:
-                continue
-    return count
+    return len(pids_of(os.getuid()))
 
 
 def child_setup(confinement: Confinement) -> Callable[[], None]:

@@ -18,6 +18,7 @@ from agentstream.http import (
     Conflict,
     PayloadTooLarge,
     Unauthorized,
+    decode_body_with,
     json_response,
     read_body,
 )
@@ -25,8 +26,17 @@ from agentstream.openapi_bodies import json_body
 from agentstream.tokens import TokenError, verify_token
 from gateway.params import RunIdPath
 from gateway.state import State
-from gateway.stored_event import TERMINAL_TYPES
-from schemas import Cancelled, Done, Event, Failed, Reset, decode_event_batch, encode, event_type
+from schemas import (
+    TERMINAL_EVENT_TYPES,
+    Cancelled,
+    Done,
+    Event,
+    Failed,
+    Reset,
+    decode_event_batch,
+    encode,
+    event_type,
+)
 
 router = APIRouter()
 
@@ -62,36 +72,33 @@ async def publish_chunk(
     if claims.run != run:
         raise Unauthorized("callback token is for another run")
     body = await read_body(request, gw.settings.max_body_bytes)
-    if not body:
-        raise BadRequest("empty body, expected an event or an array of events")
-    try:
-        events = decode_event_batch(body)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"invalid event: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from None
+    events = decode_body_with(body, decode_event_batch)
     if len(events) > gw.settings.max_events_per_post:
         raise PayloadTooLarge(
             f"more than {gw.settings.max_events_per_post} events in one post",
             limit="events_per_post",
         )
-    for event in events:
+    encoded = [encode(event) for event in events]
+    for event, data in zip(events, encoded, strict=True):
         if isinstance(event, _WORKER_ONLY):
             raise BadRequest(f"{event_type(event)} events come from the worker, not the agent")
         if event.run != run:
             raise BadRequest(f"event for run {event.run!r} posted to run {run!r}")
         if event.attempt != claims.attempt:
             raise BadRequest(f"event of attempt {event.attempt}, token of attempt {claims.attempt}")
-        if len(encode(event)) > gw.settings.max_event_bytes:
+        if len(data) > gw.settings.max_event_bytes:
             raise PayloadTooLarge(
                 f"an event larger than {gw.settings.max_event_bytes} bytes", limit="event_size"
             )
     last = await gw.history.last_event(claims.org, run)
-    if last is not None and last.type in TERMINAL_TYPES:
+    if last is not None and last.type in TERMINAL_EVENT_TYPES:
         raise Conflict(f"run {run} has finished; late events are refused")
     if last is not None and last.attempt > claims.attempt:
         # A newer attempt took over (after a crash or timeout): the old one must stop.
         raise Conflict(f"attempt {claims.attempt} was superseded by attempt {last.attempt}")
     # One at a time: JetStream stores them in the order their publishes arrive.
-    seqs = [await publish_event(gw.js, claims.org, event, producer=PRODUCER) for event in events]
+    seqs = [
+        await publish_event(gw.js, claims.org, event, producer=PRODUCER, data=data)
+        for event, data in zip(events, encoded, strict=True)
+    ]
     return json_response(Published(seqs=seqs))
