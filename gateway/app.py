@@ -20,9 +20,9 @@ from agentstream.message_store import MessageStore, open_pool
 from agentstream.metrics import Metrics
 from agentstream.nats_conn import connect_nats, ensure_runs_stream
 from agentstream.openapi_bodies import publish_body_schemas
+from agentstream.run_history import HistoryReader, HistoryUnavailable
 from agentstream.temporal_codec import data_converter
 from gateway.auth import Authenticator
-from gateway.history import HistoryReader, HistoryUnavailable
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
 from gateway.routes import bridge, messages, runs, stream

@@ -6,7 +6,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from agentstream.message_store import MessageStore
-from gateway.history import HistoryReader
+from agentstream.run_history import HistoryReader
 from schemas import DEFAULT_ORG, RunView, is_valid_id
 from schemas.messages import RunState
 

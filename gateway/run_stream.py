@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from gateway.history import HistoryReader
+from agentstream.run_history import HistoryReader
+from agentstream.stored_event import StoredEvent
 from gateway.live_hub import OVERFLOW, LiveHub, Watcher
-from gateway.stored_event import StoredEvent
 
 
 class ClientTooSlow(Exception):

@@ -12,8 +12,8 @@ from temporalio.client import Client as TemporalClient
 
 from agentstream.message_store import MessageStore
 from agentstream.metrics import Metrics
+from agentstream.run_history import HistoryReader
 from gateway.auth import Authenticator, Principal
-from gateway.history import HistoryReader
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
 from gateway.run_directory import RunDirectory

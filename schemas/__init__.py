@@ -1,6 +1,7 @@
 """The one definition of every event and message on the wire."""
 
 from schemas.codec import decode_event, decode_event_batch, encode
+from schemas.completeness import Completeness, CompletenessTally, chain
 from schemas.events import (
     TERMINAL_EVENT_TYPES,
     BaseEvent,
@@ -12,6 +13,7 @@ from schemas.events import (
     Reset,
     Stage,
     Status,
+    TerminalEvent,
     Token,
     ToolEnd,
     ToolStart,
@@ -56,6 +58,8 @@ __all__ = [
     "CallAgentInput",
     "Cancelled",
     "ChatInput",
+    "Completeness",
+    "CompletenessTally",
     "Done",
     "Error",
     "ErrorBody",
@@ -71,12 +75,14 @@ __all__ = [
     "SqlQuery",
     "Stage",
     "Status",
+    "TerminalEvent",
     "TerminalInput",
     "Token",
     "ToolCall",
     "ToolEnd",
     "ToolStart",
     "Usage",
+    "chain",
     "decode_event",
     "decode_event_batch",
     "encode",

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from schemas.completeness import Completeness
 from schemas.messages import AgentResult
 
 
@@ -87,19 +88,27 @@ class Error(BaseEvent, tag="error", frozen=True):
     message: str
 
 
-class Done(BaseEvent, tag="done", frozen=True):
+class TerminalEvent(BaseEvent, kw_only=True, frozen=True):
+    """Fields every terminal event carries."""
+
+    # Every event of the run before this one, counted and hashed (see schemas.completeness).
+    # None only for a ``done`` rebuilt from the database after the run's events expired.
+    completeness: Completeness | None = None
+
+
+class Done(TerminalEvent, tag="done", frozen=True):
     """Terminal: the run finished with a result."""
 
     result: AgentResult
 
 
-class Failed(BaseEvent, tag="failed", frozen=True):
+class Failed(TerminalEvent, tag="failed", frozen=True):
     """Terminal: the run failed or timed out."""
 
     reason: str
 
 
-class Cancelled(BaseEvent, tag="cancelled", frozen=True):
+class Cancelled(TerminalEvent, tag="cancelled", frozen=True):
     """Terminal: the run was cancelled."""
 
     reason: str = ""

@@ -14,12 +14,12 @@ import pytest
 from temporalio.client import Client
 
 from agentstream.processes import free_port
+from agentstream.run_history import HistoryReader
 from agentstream.sse_client import SseMessage, read_stream
 from agentstream.stack import LocalStack
 from agentstream.temporal_codec import data_converter
 from agentstream.tokens import TokenClaims, mint_token
 from gateway.auth import hash_api_key
-from gateway.history import HistoryReader
 
 KEY_ACME = "acme-key-0123456789abcdef"
 KEY_GLOBEX = "globex-key-0123456789abcdef"

@@ -48,10 +48,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from agentstream.nats_conn import STREAM_NAME
+from agentstream.run_history import HistoryReader
 from agentstream.stack import LocalStack
 from agentstream.temporal_codec import data_converter
 from agentstream.tokens import TokenClaims, mint_token
-from gateway.history import HistoryReader
 from schemas import AgentRequest, is_valid_id, run_subject
 
 POSITIVE = GenerationMode.POSITIVE

@@ -14,11 +14,11 @@ from nats.aio.client import Client as NATS
 from agentstream.event_publisher import publish_event
 from agentstream.nats_conn import ensure_runs_stream
 from agentstream.processes import ServiceProcess, free_port
+from agentstream.run_history import HistoryReader
 from agentstream.stack import binary_path
-from gateway.history import HistoryReader
+from agentstream.stored_event import StoredEvent
 from gateway.live_hub import LiveHub
 from gateway.run_stream import stream_run
-from gateway.stored_event import StoredEvent
 from schemas import AgentResult, Done, Token
 
 IDLE_CHECK_S = 0.2

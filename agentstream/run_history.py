@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 
 from agentstream.event_publisher import EVENT_ATTEMPT_HEADER, EVENT_TYPE_HEADER
 from agentstream.nats_conn import STREAM_NAME
-from gateway.stored_event import StoredEvent
+from agentstream.stored_event import StoredEvent
 from schemas import run_subject, run_subject_any_org
 
 _BATCH = 256
