@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from agentstream.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics
-from gateway.stored_event import StoredEvent
+from agentstream.stored_event import StoredEvent
 from schemas import live_subject
 
 log = logging.getLogger(__name__)
