@@ -104,6 +104,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             if pool is not None:
                 await pool.close()
+            if hub is not None:
+                # Set-ups and releases of subscriptions still under way end before the drain.
+                await hub.settled()
             await nc.drain()
 
     app = FastAPI(title="agentstream gateway", version="0.1.0", lifespan=lifespan)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Final
 
 from nats.aio.client import Client as NATS
@@ -85,7 +85,9 @@ class _RunChannel:
     def __init__(self) -> None:
         self.watchers: set[Watcher] = set()
         self.subscription: Subscription | None = None
-        self.ready = asyncio.Event()
+        # Making the subscription (set by the hub as the channel is created): it belongs to the
+        # channel, never to the client that happened to come first.
+        self.opening: asyncio.Task[None]
 
 
 class LiveHub:
@@ -96,6 +98,7 @@ class LiveHub:
         self._metrics = metrics
         self._client_queue_size = client_queue_size
         self._channels: dict[str, _RunChannel] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     def _on_overflow(self) -> None:
         if self._metrics is not None:
@@ -103,7 +106,7 @@ class LiveHub:
 
     @property
     def watched_runs(self) -> int:
-        """How many runs have a live subscription on this replica."""
+        """How many runs have at least one client watching on this replica."""
         return len(self._channels)
 
     @contextlib.asynccontextmanager
@@ -112,33 +115,57 @@ class LiveHub:
 
         The subscription is in place (flushed to the server) before this yields, so a history
         read started afterwards overlaps live delivery instead of leaving a hole between them.
+        A client may leave (or be cancelled) at any point, set-up included: the last one to
+        leave always releases the subscription.
         """
         watcher = Watcher(run, self._client_queue_size, cut_off, self._on_overflow)
         subject = live_subject(org, run)
         channel = self._channels.get(subject)
         if channel is None:
             channel = self._channels[subject] = _RunChannel()
-            channel.watchers.add(watcher)
-            try:
-                channel.subscription = await self._subscribe(subject, channel)
-                # Shielded: nats-py resolves a flush's PONG future without checking whether it
-                # was cancelled, and that error kills the connection's read loop. A client that
-                # leaves mid-flush must not take the replica's NATS connection with it.
-                await asyncio.shield(self._nc.flush())
-            finally:
-                channel.ready.set()
-        else:
-            channel.watchers.add(watcher)
-            await channel.ready.wait()
+            channel.opening = self._spawn(self._open(subject, channel))
+        channel.watchers.add(watcher)
         try:
+            # Shielded: a client that leaves stops waiting, but the set-up goes on for the
+            # others (and, if none is left, ends in the release below).
+            await asyncio.shield(channel.opening)
             yield watcher
         finally:
+            # No await here: under anyio (Starlette) a cancelled client is cancelled again at
+            # every await, so clean-up that awaits can be cut short and leak.
             channel.watchers.discard(watcher)
             if not channel.watchers and self._channels.get(subject) is channel:
                 del self._channels[subject]
-                if channel.subscription is not None:
-                    with contextlib.suppress(Exception):
-                        await channel.subscription.unsubscribe()
+                self._spawn(self._release(channel))
+
+    async def settled(self) -> None:
+        """Wait until every subscription set-up and release started so far has finished."""
+        while self._background:
+            await asyncio.wait(set(self._background))
+
+    def _spawn(self, work: Coroutine[None, None, None]) -> asyncio.Task[None]:
+        # The hub keeps a reference: the event loop holds tasks only weakly.
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _open(self, subject: str, channel: _RunChannel) -> None:
+        channel.subscription = await self._subscribe(subject, channel)
+        # Never cancelled (it runs as the hub's own task): nats-py resolves a flush's PONG
+        # future without checking whether it was cancelled, and that error kills the
+        # connection's read loop.
+        await self._nc.flush()
+
+    async def _release(self, channel: _RunChannel) -> None:
+        # Whatever the set-up's outcome, once it has ended any subscription it made is known.
+        await asyncio.wait({channel.opening})
+        if not channel.opening.cancelled():
+            # Its error was for its waiters to see; they may all have left before it came.
+            channel.opening.exception()
+        if channel.subscription is not None:
+            with contextlib.suppress(Exception):
+                await channel.subscription.unsubscribe()
 
     async def _subscribe(self, subject: str, channel: _RunChannel) -> Subscription:
         async def deliver(msg: Msg) -> None:
