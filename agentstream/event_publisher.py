@@ -21,6 +21,15 @@ def msg_id(event: BaseEvent, producer: str) -> str:
     return f"{event.run}:{producer}:{event.attempt}:{event.n}"
 
 
+def event_headers(event: BaseEvent, producer: str) -> dict[str, str]:
+    """The headers every stored event carries: its de-duplication key, type and attempt."""
+    return {
+        "Nats-Msg-Id": msg_id(event, producer),
+        EVENT_TYPE_HEADER: event_type(event),
+        EVENT_ATTEMPT_HEADER: str(event.attempt),
+    }
+
+
 async def publish_event(
     js: JetStreamContext,
     org: str,
@@ -28,7 +37,6 @@ async def publish_event(
     *,
     producer: str,
     timeout: float = 5.0,
-    data: bytes | None = None,
 ) -> int:
     """Store ``event`` in the run's subject and return its stream sequence.
 
@@ -36,13 +44,8 @@ async def publish_event(
     """
     ack = await js.publish(
         run_subject(org, event.run),
-        # ``data`` is ``event`` already encoded, when the caller had to encode it anyway.
-        data if data is not None else encode(event),
+        encode(event),
         timeout=timeout,
-        headers={
-            "Nats-Msg-Id": msg_id(event, producer),
-            EVENT_TYPE_HEADER: event_type(event),
-            EVENT_ATTEMPT_HEADER: str(event.attempt),
-        },
+        headers=event_headers(event, producer),
     )
     return ack.seq

@@ -29,8 +29,9 @@ def _org_of_subject(subject: str) -> str:
 
 
 class LastEvent(NamedTuple):
-    """What the bridge needs to know of a run's newest event."""
+    """What a conditional append needs to know of a run's newest event."""
 
+    seq: int
     type: str
     attempt: int
 
@@ -73,7 +74,7 @@ class HistoryReader:
         return batch[0].org if batch else None
 
     async def last_event(self, org: str, run: str) -> LastEvent | None:
-        """Type and attempt of the run's newest stored event, if it has any."""
+        """Sequence, type and attempt of the run's newest stored event, if it has any."""
         request = {"last_by_subj": run_subject(org, run)}
         try:
             msg = await self._nc.request(
@@ -85,6 +86,7 @@ class HistoryReader:
         if headers.get("Status") is not None:
             return None
         return LastEvent(
+            seq=int(headers["Nats-Sequence"]),
             type=headers.get(EVENT_TYPE_HEADER, "message"),
             attempt=int(headers.get(EVENT_ATTEMPT_HEADER, "0")),
         )

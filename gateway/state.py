@@ -16,6 +16,7 @@ from agentstream.run_history import HistoryReader
 from gateway.auth import Authenticator, Principal
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
+from gateway.run_appender import RunAppender
 from gateway.run_directory import RunDirectory
 from gateway.settings import GatewaySettings
 
@@ -31,6 +32,7 @@ class GatewayState:
     store: MessageStore
     hub: LiveHub
     history: HistoryReader
+    appender: RunAppender
     directory: RunDirectory
     auth: Authenticator
     rate_limiter: RateLimiter

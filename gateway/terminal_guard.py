@@ -1,21 +1,22 @@
 """Ends streams of runs that Temporal closed without a terminal event.
 
 A workflow that timed out or was terminated never ran its last activity, so no worker published
-``failed``/``cancelled``. The gateway publishes it instead, under the same ``Nats-Msg-Id`` as the
-worker's terminal event, so the two can never both be stored within the duplicate window.
+``failed``/``cancelled``. The gateway publishes it instead, through the same terminal publisher as
+the worker: conditional on the run's last event, so the two can never both be stored.
 """
 
 from __future__ import annotations
 
 import logging
 
-from nats.js.client import JetStreamContext
+from nats.aio.client import Client as NATS
 from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from agentstream.event_publisher import TERMINAL_PRODUCER, publish_event
 from agentstream.message_store import MessageStore
+from agentstream.run_history import HistoryReader
+from agentstream.terminal_publisher import publish_terminal
 from gateway.run_directory import org_of_task_queue
 from schemas import Cancelled, Done, Failed
 
@@ -29,7 +30,7 @@ _CLOSED_WITHOUT_RESULT = {
 
 
 async def publish_missing_terminal(
-    temporal: TemporalClient, js: JetStreamContext, store: MessageStore, run: str
+    temporal: TemporalClient, nc: NATS, history: HistoryReader, store: MessageStore, run: str
 ) -> bool:
     """If the run's workflow is closed, publish its terminal event; True if it was closed."""
     try:
@@ -52,5 +53,5 @@ async def publish_missing_terminal(
         else:
             event = Done(run=run, result=stored.result)
     log.warning("run %s closed (%s) without a terminal event: publishing one", run, status.name)
-    await publish_event(js, org, event, producer=TERMINAL_PRODUCER)
+    await publish_terminal(nc, history, org, event)
     return True

@@ -12,9 +12,11 @@ from nats.aio.client import Client as NATS
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from agentstream.event_publisher import TERMINAL_PRODUCER, publish_event
+from agentstream.event_publisher import publish_event
 from agentstream.message_store import MessageStore
+from agentstream.run_history import HistoryReader
 from agentstream.sandbox import SandboxProvider
+from agentstream.terminal_publisher import publish_terminal
 from agentstream.tokens import TokenClaims, mint_token
 from schemas import (
     AgentRequest,
@@ -80,6 +82,7 @@ class RunActivities:
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream()
+        self._history = HistoryReader(nc)
         self._store = store
         self._sandboxes = sandboxes
         self._http = http
@@ -194,7 +197,7 @@ class RunActivities:
 
     @activity.defn(name="publish_terminal")
     async def publish_terminal(self, params: TerminalInput) -> None:
-        """Publish the run's one terminal event (a retried publish is stored once)."""
+        """Publish the run's one terminal event, with its completeness proof (stored once)."""
         event: Done | Failed | Cancelled
         if params.outcome == "done":
             if params.result is None:
@@ -204,7 +207,7 @@ class RunActivities:
             event = Failed(run=params.run, reason=params.reason)
         else:
             event = Cancelled(run=params.run, reason=params.reason)
-        await publish_event(self._js, params.org, event, producer=TERMINAL_PRODUCER)
+        await publish_terminal(self._nc, self._history, params.org, event)
 
     @activity.defn(name="destroy_sandbox")
     async def destroy_sandbox(self, params: DestroySandboxInput) -> None:

@@ -1,7 +1,8 @@
 """``POST /api/stream/{run}/chunk``: the callback bridge from agents into NATS.
 
-It answers only after JetStream acknowledged every event of the body, so an agent that gets no
-answer can retry the same body: the events' ``Nats-Msg-Id`` makes the retry a no-op.
+It answers only after JetStream stored every event of the body, all or none, in order, in one
+round trip (gateway.run_appender). An agent that gets no answer can retry the same body: the
+events' ``Nats-Msg-Id`` makes the retry a no-op, answered as a ``duplicate``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import msgspec
 from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 
-from agentstream.event_publisher import publish_event
+from agentstream.conditional_append import OutgoingEvent
+from agentstream.event_publisher import event_headers
 from agentstream.http import (
     BadRequest,
-    Conflict,
     PayloadTooLarge,
     Unauthorized,
     decode_body_with,
@@ -27,7 +28,6 @@ from agentstream.tokens import TokenError, verify_token
 from gateway.params import RunIdPath
 from gateway.state import State
 from schemas import (
-    TERMINAL_EVENT_TYPES,
     Cancelled,
     Done,
     Event,
@@ -46,9 +46,13 @@ _WORKER_ONLY = (Done, Failed, Cancelled, Reset)
 
 
 class Published(msgspec.Struct, frozen=True, kw_only=True):
-    """The bridge's answer: the stream sequence of each stored event, in order."""
+    """The bridge's answer: the stream sequence of each stored event, in order.
+
+    ``duplicate``: an earlier post had stored these events (a retry); ``seqs`` is then empty.
+    """
 
     seqs: list[int]
+    duplicate: bool = False
 
 
 @router.post(
@@ -90,15 +94,9 @@ async def publish_chunk(
             raise PayloadTooLarge(
                 f"an event larger than {gw.settings.max_event_bytes} bytes", limit="event_size"
             )
-    last = await gw.history.last_event(claims.org, run)
-    if last is not None and last.type in TERMINAL_EVENT_TYPES:
-        raise Conflict(f"run {run} has finished; late events are refused")
-    if last is not None and last.attempt > claims.attempt:
-        # A newer attempt took over (after a crash or timeout): the old one must stop.
-        raise Conflict(f"attempt {claims.attempt} was superseded by attempt {last.attempt}")
-    # One at a time: JetStream stores them in the order their publishes arrive.
-    seqs = [
-        await publish_event(gw.js, claims.org, event, producer=PRODUCER, data=data)
+    outgoing = [
+        OutgoingEvent(data, event_headers(event, PRODUCER))
         for event, data in zip(events, encoded, strict=True)
     ]
-    return json_response(Published(seqs=seqs))
+    stored = await gw.appender.append(claims.org, run, claims.attempt, outgoing)
+    return json_response(Published(seqs=stored.seqs, duplicate=stored.duplicate))

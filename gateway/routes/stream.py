@@ -169,7 +169,7 @@ async def _live_events(
         nonlocal next_check
         if loop.time() >= next_check:
             next_check = loop.time() + settings.sse_terminal_check_s
-            await publish_missing_terminal(gw.temporal, gw.js, gw.store, run)
+            await publish_missing_terminal(gw.temporal, gw.nc, gw.history, gw.store, run)
 
     yield ServerSentEvent(comment=f"run {run}", retry=settings.sse_retry_ms)
     try:
