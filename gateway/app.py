@@ -26,6 +26,7 @@ from gateway.auth import Authenticator
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
 from gateway.routes import bridge, messages, runs, stream
+from gateway.run_appender import RunAppender
 from gateway.run_directory import RunDirectory
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
@@ -94,6 +95,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     store=store,
                     hub=hub,
                     history=history,
+                    appender=RunAppender(nc, history),
                     directory=RunDirectory(temporal, store, history),
                     auth=auth,
                     rate_limiter=RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst),
