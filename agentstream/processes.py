@@ -15,6 +15,9 @@ from pathlib import Path
 import httpx
 
 _PR_SET_PDEATHSIG = 1
+_PUMP_READ_BYTES = 65_536
+# The tail serves readiness markers and error messages: the start of a huge line is enough.
+_TAIL_LINE_BYTES = 8_192
 
 
 def _die_with_parent() -> None:
@@ -90,15 +93,31 @@ class ServiceProcess:
         self._pump = asyncio.create_task(self._pump_output(self._proc))
 
     async def _pump_output(self, proc: asyncio.subprocess.Process) -> None:
+        """Copy the output to the log and keep the last lines for readiness and errors.
+
+        Reads blocks, not lines: ``StreamReader.readline`` raises on a line longer than its
+        buffer limit (64 KiB), which would end the pump and leave the child blocked on a full
+        pipe. A line of any length goes to the log whole; the tail keeps its start.
+        """
         assert proc.stdout is not None
+        partial = b""
         with self.log_path.open("ab") as log:
-            async for raw in proc.stdout:
-                log.write(raw)
+            while block := await proc.stdout.read(_PUMP_READ_BYTES):
+                log.write(block)
                 log.flush()
-                async with self._line_seen:
-                    self._tail.append(raw.decode(errors="replace").rstrip())
-                    self._line_seen.notify_all()
+                *ended, rest = block.split(b"\n")
+                lines = []
+                for piece in ended:
+                    lines.append((partial + piece[:_TAIL_LINE_BYTES])[:_TAIL_LINE_BYTES])
+                    partial = b""
+                partial = (partial + rest[:_TAIL_LINE_BYTES])[:_TAIL_LINE_BYTES]
+                if lines:
+                    async with self._line_seen:
+                        self._tail.extend(line.decode(errors="replace").rstrip() for line in lines)
+                        self._line_seen.notify_all()
         async with self._line_seen:
+            if partial:
+                self._tail.append(partial.decode(errors="replace").rstrip())
             self._line_seen.notify_all()
 
     async def wait_for_line(self, marker: str, timeout_s: float) -> None:
