@@ -10,14 +10,15 @@ import httpx
 import nats
 import psutil
 
-from agentstream.event_publisher import TERMINAL_PRODUCER, publish_event
+from agentstream.run_history import HistoryReader
 from agentstream.sse_client import SseMessage
 from agentstream.stack import LocalStack
+from agentstream.terminal_publisher import publish_terminal
 from agentstream.tokens import TokenClaims, mint_token
 from schemas import AgentResult, Done
 from tests.e2e.runs import start_run
 from tests.faults.conftest import CLIENT_QUEUE
-from tests.faults.streams import Client, keys, reference
+from tests.faults.streams import Client, assert_complete, keys
 
 
 async def test_cancel_mid_run_ends_the_stream_stops_the_agent_and_removes_the_sandbox(
@@ -46,7 +47,7 @@ async def test_cancel_mid_run_ends_the_stream_stops_the_agent_and_removes_the_sa
         assert time.monotonic() - cancelled_at < 5, "the agent stopped within 5 s"
     assert not (fault_stack.sandbox_root / run).exists()
     assert (await http.get(f"{a}/api/runs/{run}")).json()["status"] == "cancelled"
-    assert keys(messages) == keys(await reference(http, a, run))
+    assert_complete(messages)
     assert "done" not in [m.event for m in messages]
 
 
@@ -126,16 +127,16 @@ async def test_slow_client_is_cut_off_without_stalling_ten_others_and_resumes_ex
     nc = await nats.connect(fault_stack.nats_url)
     try:
         done = Done(run=run, result=AgentResult(final_answer="slow client test"))
-        await publish_event(nc.jetstream(), "default", done, producer=TERMINAL_PRODUCER)
+        await publish_terminal(nc, HistoryReader(nc), "default", done)
     finally:
         await nc.close()
 
     # The ten fast clients finish while the stalled one has not read a byte since its headers.
     results = await asyncio.gather(*following)
-    expected = keys(await reference(http, a, run))
-    assert len(expected) == total + 1
     for received in results:
-        assert keys(received) == expected
+        assert_complete(received)
+        assert len(received) == total + 1
+    expected = keys(results[0])
     growth = gateway.memory_info().rss - rss_before
     assert growth < 200 * 1024 * 1024, f"gateway grew by {growth} bytes"
 
@@ -149,6 +150,7 @@ async def test_slow_client_is_cut_off_without_stalling_ten_others_and_resumes_ex
     resumed = Client(http, [a], run)
     resumed.messages = list(got)
     await resumed.follow()
+    assert_complete(resumed.messages)
     assert keys(resumed.messages) == expected
 
 
@@ -170,4 +172,4 @@ async def test_sigterm_ends_streams_so_clients_resume_elsewhere_and_the_gateway_
         await fault_stack.restart("gateway-2")
 
     assert client.connections >= 2
-    assert keys(messages) == keys(await reference(http, a, run))
+    assert_complete(messages)

@@ -9,7 +9,7 @@ import pytest
 from agentstream.stack import LocalStack
 from tests.e2e.runs import start_run
 from tests.fakes.dropping_proxy import DroppingProxy
-from tests.faults.streams import Client, keys, reference
+from tests.faults.streams import Client, assert_complete
 
 AGENT_EVENTS = {"token", "tool_start", "tool_end"}
 
@@ -24,7 +24,7 @@ async def db(fault_stack: LocalStack) -> asyncpg.Connection:
 async def test_worker_killed_mid_agent_is_replaced_and_the_client_sees_reset_then_the_rest(
     fault_stack: LocalStack, http: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
-    a, b, c = fault_stack.gateway_urls
+    a, b, _c = fault_stack.gateway_urls
     run = await start_run(http, a, "outlive a worker crash")
     client = Client(http, [a, b], run)
     async with client.following() as following:
@@ -33,7 +33,7 @@ async def test_worker_killed_mid_agent_is_replaced_and_the_client_sees_reset_the
         await fault_stack.restart("worker")
         messages = await following
 
-    assert keys(messages) == keys(await reference(http, c, run))
+    assert_complete(messages)
     types = [m.event for m in messages]
     assert types[-1] == "done"
     reset_at = types.index("reset")
@@ -63,7 +63,7 @@ async def test_bridge_answer_lost_after_store_is_retried_and_stored_once(
             await worker.stop()
 
     assert proxy.dropped == 3, "three stored posts never got their answer"
-    assert keys(messages) == keys(await reference(http, a, run))
+    assert_complete(messages)
     agent_events = [m.json() for m in messages if m.event in AGENT_EVENTS | {"status"}]
     numbered = [(e["attempt"], e["n"]) for e in agent_events if e["type"] != "status"]
     assert len(numbered) == len(set(numbered)), "no event stored twice"
@@ -83,4 +83,4 @@ async def test_nats_restart_mid_run_loses_and_doubles_nothing(
         messages = await following
 
     assert messages[-1].event == "done"
-    assert keys(messages) == keys(await reference(http, c, run))
+    assert_complete(messages)
