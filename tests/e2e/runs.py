@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import httpx
 
@@ -35,10 +36,23 @@ async def read_whole_run(
     return await asyncio.wait_for(read(), RUN_TIMEOUT_S)
 
 
-def assert_well_formed(messages: list[SseMessage]) -> None:
-    """Strictly increasing IDs, one terminal event, and it is the last one."""
+def assert_complete(messages: list[SseMessage]) -> None:
+    """Strictly increasing IDs, one terminal event, the last one, and the events before it are
+    every event of the run, once, in order, as the terminal event's completeness proof says.
+
+    The proof is recomputed here from the README's recipe, not with the product's code, so a
+    bug in the gateway's relay cannot also hide itself in the check.
+    """
+    assert messages and messages[-1].terminal, [m.event for m in messages]
+    before, terminal = messages[:-1], messages[-1]
     ids = [int(m.id) for m in messages if m.id is not None]
     assert len(ids) == len(messages), "every event carries an id"
     assert ids == sorted(set(ids)), f"ids not strictly increasing: {ids}"
-    terminals = [m for m in messages if m.terminal]
-    assert len(terminals) == 1 and messages[-1].terminal, [m.event for m in messages]
+    assert not any(m.terminal for m in before), "one terminal event, the last"
+    proof = terminal.json().get("completeness")
+    assert proof is not None, "the terminal event carries its proof"
+    digest = bytes(32)
+    for message in before:
+        step = digest + int(message.id or 0).to_bytes(8, "big") + message.data.encode()
+        digest = hashlib.sha256(step).digest()
+    assert (len(before), digest.hex()) == (proof["events"], proof["sha256"])

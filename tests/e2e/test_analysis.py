@@ -16,7 +16,7 @@ from agent.tools import ToolRecorder
 from agentstream.demo_dataset import reader_dsn
 from agentstream.stack import LocalStack
 from schemas import BaseEvent, SqlQuery, ToolEnd
-from tests.e2e.runs import assert_well_formed, read_whole_run, start_run
+from tests.e2e.runs import assert_complete, read_whole_run, start_run
 
 SAMPLE_QUESTION = "Tampilkan top 5 provinsi dengan rata-rata modal awal koperasi tertinggi"
 HAND_WRITTEN = """
@@ -32,7 +32,7 @@ async def test_sample_question_names_the_top_five_provinces_in_order(
     run = await start_run(http, gateway, SAMPLE_QUESTION)
     messages = await read_whole_run(http, gateway, run)
 
-    assert_well_formed(messages)
+    assert_complete(messages)
     assert messages[-1].event == "done"
     tools = [m.json()["name"] for m in messages if m.event == "tool_start"]
     assert tools == ["list_tables", "describe_table", "run_sql"]

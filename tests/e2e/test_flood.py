@@ -25,7 +25,7 @@ import pytest
 from agentstream.sse_client import SseMessage
 from agentstream.stack import LocalStack
 from agentstream.tokens import TokenClaims, mint_token
-from tests.e2e.runs import assert_well_formed, read_whole_run, start_run
+from tests.e2e.runs import assert_complete, read_whole_run, start_run
 
 FLOOD_REQUESTS = 10_000
 IN_FLIGHT = 50
@@ -277,10 +277,10 @@ async def test_a_flood_of_bad_requests_is_refused_and_valid_readers_miss_nothing
     assert not flood.wrong, f"{len(flood.wrong)} bad answers, e.g.:\n" + "\n".join(flood.wrong[:20])
 
     replay = await read_whole_run(http, gateway, run)
-    assert_well_formed(replay)
+    assert_complete(replay)
     assert replay[-1].event == "done"
     for reading in readings:
-        assert_well_formed(reading)
+        assert_complete(reading)
         assert reading[-1].event == "done"
         assert _signature(reading) == _signature(replay), "a reader missed or changed an event"
     other_replica = await read_whole_run(http, stack.gateway_urls[1], run)
@@ -294,7 +294,7 @@ async def test_a_flood_of_bad_requests_is_refused_and_valid_readers_miss_nothing
     async with asyncio.timeout(60):
         fresh = await start_run(http, gateway, "Still there after the flood?")
         messages = await read_whole_run(http, gateway, fresh)
-    assert_well_formed(messages)
+    assert_complete(messages)
     assert messages[-1].event == "done"
 
 

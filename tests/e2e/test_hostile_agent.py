@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from agentstream.stack import LocalStack
-from tests.e2e.runs import assert_well_formed, read_whole_run, start_run
+from tests.e2e.runs import assert_complete, read_whole_run, start_run
 from tests.fakes.openai_server import FakeOpenAIServer, run_openai_server
 
 ESCAPES = [
@@ -32,7 +32,7 @@ async def test_escape_attempts_are_tool_errors_and_the_run_completes(
             run = await start_run(http, gateway, prompt, org="hostile")
             messages = await read_whole_run(http, gateway, run)
 
-    assert_well_formed(messages)
+    assert_complete(messages)
     assert messages[-1].event == "done"
     ends = [m.json() for m in messages if m.event == "tool_end"]
     assert [e["name"] for e in ends] == ["run_command"] * (len(attempts) + len(LOOKS))

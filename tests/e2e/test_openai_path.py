@@ -6,7 +6,7 @@ import asyncpg
 import httpx
 
 from agentstream.stack import LocalStack
-from tests.e2e.runs import assert_well_formed, read_whole_run, start_run
+from tests.e2e.runs import assert_complete, read_whole_run, start_run
 from tests.fakes.openai_server import (
     ANSWER_PREFIX,
     RUN_COMMAND_ARGS,
@@ -33,7 +33,7 @@ async def test_openai_compatible_model_streams_tokens_and_tool_calls(
         run = await start_run(http, gateway, "Say hello from the sandbox", org="openai")
         messages = await read_whole_run(http, gateway, run)
 
-    assert_well_formed(messages)
+    assert_complete(messages)
     types = [m.event for m in messages]
     assert {"status", "token", "tool_start", "tool_end"} <= set(types)
     assert types[-1] == "done"

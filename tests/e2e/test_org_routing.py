@@ -13,7 +13,7 @@ from agentstream.processes import ServiceProcess
 from agentstream.sse_client import SseMessage, read_stream
 from agentstream.stack import LocalStack
 from agentstream.temporal_codec import data_converter
-from tests.e2e.runs import RUN_TIMEOUT_S, assert_well_formed
+from tests.e2e.runs import RUN_TIMEOUT_S, assert_complete
 
 SAMPLE_PROMPT = "Tampilkan top 5 provinsi dengan rata-rata modal awal koperasi tertinggi"
 QUIET_WINDOW_S = 3.0
@@ -78,7 +78,7 @@ async def test_run_waits_for_a_worker_of_its_own_org(
 
         await asyncio.wait_for(until_terminal(), RUN_TIMEOUT_S)
         completed = True
-        assert_well_formed(rest)
+        assert_complete(rest)
         assert rest[-1].event == "done", [m.event for m in rest]
         stages = [m.json()["stage"] for m in rest if m.event == "status"]
         assert stages[0] == "queued" and "agent_started" in stages, stages

@@ -9,7 +9,7 @@ import nats
 from agentstream.event_publisher import publish_event
 from agentstream.stack import LocalStack
 from schemas import Token
-from tests.e2e.runs import assert_well_formed, read_whole_run, start_run
+from tests.e2e.runs import assert_complete, read_whole_run, start_run
 
 
 async def test_run_streams_every_step_in_order_and_stores_the_answer_once(
@@ -20,7 +20,7 @@ async def test_run_streams_every_step_in_order_and_stores_the_answer_once(
 
     messages = await read_whole_run(http, gateway, run)
 
-    assert_well_formed(messages)
+    assert_complete(messages)
     types = [m.event for m in messages]
     assert {"status", "token", "tool_start", "tool_end"} <= set(types)
     assert types[-1] == "done"

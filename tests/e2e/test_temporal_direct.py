@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from agentstream.stack import LocalStack, binary_path
-from tests.e2e.runs import RUN_TIMEOUT_S, assert_well_formed, read_whole_run
+from tests.e2e.runs import RUN_TIMEOUT_S, assert_complete, read_whole_run
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "temporal_e2e.py"
@@ -152,7 +152,7 @@ async def test_temporal_cli_execute_streams_over_sse_and_prints_the_result(
     output = "".join(head) + rest
     assert proc.returncode == 0, output
 
-    assert_well_formed(messages)
+    assert_complete(messages)
     assert messages[-1].event == "done", [m.event for m in messages]
     assert {m.json()["run"] for m in messages} == {run}
     stages = [m.json()["stage"] for m in messages if m.event == "status"]
@@ -181,7 +181,7 @@ async def test_cli_input_without_callback_url_uses_the_workers_gateway(
     code, out = await _run_to_end(argv, RUN_TIMEOUT_S)
     assert code == 0, out
     messages = await read_whole_run(http, stack.gateway_urls[1], run)
-    assert_well_formed(messages)
+    assert_complete(messages)
     assert messages[-1].event == "done"
     assert messages[-1].json()["result"]["sql_queries"]
     assert "agent_started" in [m.json().get("stage") for m in messages]

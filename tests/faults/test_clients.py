@@ -16,9 +16,9 @@ from agentstream.stack import LocalStack
 from agentstream.terminal_publisher import publish_terminal
 from agentstream.tokens import TokenClaims, mint_token
 from schemas import AgentResult, Done
-from tests.e2e.runs import start_run
+from tests.e2e.runs import assert_complete, start_run
 from tests.faults.conftest import CLIENT_QUEUE
-from tests.faults.streams import Client, assert_complete, keys
+from tests.faults.streams import Client, keys
 
 
 async def test_cancel_mid_run_ends_the_stream_stops_the_agent_and_removes_the_sandbox(

@@ -7,9 +7,9 @@ import httpx
 import pytest
 
 from agentstream.stack import LocalStack
-from tests.e2e.runs import start_run
+from tests.e2e.runs import assert_complete, start_run
 from tests.fakes.dropping_proxy import DroppingProxy
-from tests.faults.streams import Client, assert_complete
+from tests.faults.streams import Client
 
 AGENT_EVENTS = {"token", "tool_start", "tool_end"}
 

@@ -9,8 +9,8 @@ import httpx
 
 from agentstream.sse_client import SseMessage
 from agentstream.stack import LocalStack
-from tests.e2e.runs import start_run
-from tests.faults.streams import Client, assert_complete, keys
+from tests.e2e.runs import assert_complete, start_run
+from tests.faults.streams import Client, keys
 
 
 async def test_resume_on_another_replica_after_a_partial_read(
