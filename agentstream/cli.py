@@ -114,6 +114,14 @@ def main(argv: list[str] | None = None) -> None:
         "--api-key", default=env_str("AGENTSTREAM_API_KEY", ""), help="or AGENTSTREAM_API_KEY"
     )
 
+    from agentstream.loadtest.options import add_arguments as loadtest_arguments
+
+    loadtest = sub.add_parser(
+        "loadtest",
+        help="start many runs at once, read each from several replicas, check every event",
+    )
+    loadtest_arguments(loadtest)
+
     gateway = sub.add_parser("gateway", help="run one gateway replica")
     gateway.add_argument("--host", default="127.0.0.1")
     gateway.add_argument("--port", type=int, default=8000)
@@ -134,6 +142,10 @@ def main(argv: list[str] | None = None) -> None:
         from agentstream.chat_client import chat
 
         _exit(asyncio.run(chat(args.prompt, args.gateway, org=args.org, api_key=args.api_key)))
+    elif args.command == "loadtest":
+        from agentstream.loadtest.command import run as run_loadtest
+
+        _exit(run_loadtest(args))
     elif args.command == "gateway":
         from agentstream.serve import serve
         from gateway.app import create_app
