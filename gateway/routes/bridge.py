@@ -94,6 +94,8 @@ async def publish_chunk(
             raise PayloadTooLarge(
                 f"an event larger than {gw.settings.max_event_bytes} bytes", limit="event_size"
             )
+    if not events:
+        return json_response(Published(seqs=[]))
     outgoing = [
         OutgoingEvent(data, event_headers(event, PRODUCER))
         for event, data in zip(events, encoded, strict=True)
