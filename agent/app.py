@@ -96,6 +96,7 @@ def create_app(settings: AgentSettings | None = None) -> FastAPI:
             settings.databases,
             statement_timeout_ms=settings.sql_timeout_ms,
             row_cap=settings.sql_row_cap,
+            max_bytes=settings.sql_max_bytes,
         )
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
             runner_box["runner"] = AgentRunner(

@@ -54,6 +54,8 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
     default_connection: str = DEMO_CONNECTION
     sql_timeout_ms: int = 5_000
     sql_row_cap: int = 200
+    # Bytes of JSON one query's rows may come to; huge values are cut by the database itself.
+    sql_max_bytes: int = 65_536
 
     @classmethod
     def from_env(cls) -> AgentSettings:
@@ -79,4 +81,5 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
             default_connection=env_str("AGENT_DEFAULT_CONNECTION", DEMO_CONNECTION),
             sql_timeout_ms=env_int("AGENT_SQL_TIMEOUT_MS", 5_000),
             sql_row_cap=env_int("AGENT_SQL_ROW_CAP", 200),
+            sql_max_bytes=env_int("AGENT_SQL_MAX_BYTES", 65_536),
         )

@@ -3,6 +3,9 @@
 Three independent locks, so no single mistake lets a query write: the connection's role can only
 read (see ``agentstream.demo_dataset``), every query runs in a READ ONLY transaction with a
 statement timeout, and it goes through a prepared statement, which admits one statement only.
+
+Output is bounded twice: in rows, and in bytes before the rows reach the agent (values are cut
+by the server, see ``agent.sql_bounds``, and rows are read in small batches up to the cap).
 """
 
 from __future__ import annotations
@@ -13,8 +16,12 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from agent.sql_bounds import bound_query, unpack_row
+
 MAX_QUERY_CHARS = 10_000
 _SAMPLE_ROWS = 3
+# Rows fetched per round trip: with each row bounded, this bounds what one batch costs.
+_BATCH_ROWS = 16
 
 
 class SqlRefused(Exception):
@@ -26,25 +33,35 @@ class UnknownConnection(Exception):
 
 
 class QueryResult(msgspec.Struct, frozen=True, kw_only=True):
-    """Rows of one query, capped."""
+    """Rows of one query, capped in rows and in bytes."""
 
     columns: list[str]
     rows: list[list[Any]]
     row_count: int
+    # Something was left out: rows past a cap, or the tail of a value.
     truncated: bool
     duration_ms: float
+    # What was left out and which setting decided it, for the model to read.
+    note: str = ""
 
 
 class ReadOnlyDatabase:
     """One configured database, queried through a small pool."""
 
-    def __init__(self, pool: asyncpg.Pool, *, statement_timeout_ms: int, row_cap: int) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, statement_timeout_ms: int, row_cap: int, max_bytes: int
+    ) -> None:
         self._pool = pool
         self._statement_timeout_ms = statement_timeout_ms
         self._row_cap = row_cap
+        self._max_bytes = max_bytes
 
     async def query(self, sql: str, *args: object) -> QueryResult:
-        """Run one read-only statement and return at most ``row_cap`` rows."""
+        """Run one read-only query: at most ``row_cap`` rows, about ``max_bytes`` of JSON.
+
+        Rows are kept while their JSON fits in ``max_bytes`` (the first always: its values are
+        cut to fit). Only queries that can be read as a table run (SELECT, WITH, VALUES, TABLE).
+        """
         if len(sql) > MAX_QUERY_CHARS:
             raise SqlRefused(f"query longer than {MAX_QUERY_CHARS} characters")
         started = time.perf_counter()
@@ -55,17 +72,38 @@ class ReadOnlyDatabase:
                     "SELECT set_config('statement_timeout', $1, true)",
                     str(self._statement_timeout_ms),
                 )
-                statement = await conn.prepare(sql)
-                if not statement.get_attributes():
+                attributes = (await conn.prepare(sql)).get_attributes()
+                if not attributes:
                     raise SqlRefused("refused: only queries that return rows may run")
-                rows: list[list[Any]] = []
-                truncated = False
-                async for record in statement.cursor(*args):
+                bounded = bound_query(sql, attributes, self._max_bytes)
+                try:
+                    statement = await conn.prepare(bounded.sql)
+                except (asyncpg.PostgresSyntaxError, asyncpg.FeatureNotSupportedError):
+                    raise SqlRefused(
+                        "refused: only a single SELECT, WITH, VALUES or TABLE query may run"
+                        " (with nothing after a final semicolon)"
+                    ) from None
+                rows: list[Any] = []
+                size = 0
+                cut_values = 0
+                stopped_by = ""
+                async for record in statement.cursor(*args, prefetch=_BATCH_ROWS):
                     if len(rows) == self._row_cap:
-                        truncated = True
+                        stopped_by = f"rows after the first {self._row_cap} (AGENT_SQL_ROW_CAP)"
                         break
-                    rows.append(list(record.values()))
-                columns = [attribute.name for attribute in statement.get_attributes()]
+                    values, cut = unpack_row(bounded, record)
+                    # Decimal, date and friends become JSON-friendly values once, here.
+                    row = msgspec.to_builtins(values)
+                    row_size = len(msgspec.json.encode(row)) + 1
+                    if rows and size + row_size > self._max_bytes:
+                        stopped_by = (
+                            f"rows past {self._max_bytes} bytes of output (AGENT_SQL_MAX_BYTES)"
+                        )
+                        break
+                    rows.append(row)
+                    size += row_size
+                    cut_values += cut
+                columns = [attribute.name for attribute in attributes]
         except asyncpg.QueryCanceledError:
             raise SqlRefused(
                 f"query cancelled: it ran past the {self._statement_timeout_ms} ms limit"
@@ -76,14 +114,19 @@ class ReadOnlyDatabase:
             raise SqlRefused(f"refused: {exc}") from None
         except asyncpg.PostgresError as exc:
             raise SqlRefused(f"{type(exc).__name__}: {exc}") from None
-        # Decimal, date and friends become JSON-friendly values once, here.
-        plain_rows = msgspec.to_builtins(rows)
+        left_out = [stopped_by] if stopped_by else []
+        if cut_values:
+            left_out.append(
+                f"the tail of {cut_values} value(s) longer than {bounded.value_bytes} bytes,"
+                f" marked where cut (AGENT_SQL_MAX_BYTES={self._max_bytes})"
+            )
         return QueryResult(
             columns=columns,
-            rows=plain_rows,
+            rows=rows,
             row_count=len(rows),
-            truncated=truncated,
+            truncated=bool(left_out),
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            note=f"left out: {'; '.join(left_out)}" if left_out else "",
         )
 
     async def list_tables(self) -> list[str]:
@@ -120,11 +163,17 @@ class AnalysisDatabases:
     """The configured databases by connection ID; pools open on first use."""
 
     def __init__(
-        self, dsns: dict[str, str], *, statement_timeout_ms: int = 5_000, row_cap: int = 200
+        self,
+        dsns: dict[str, str],
+        *,
+        statement_timeout_ms: int = 5_000,
+        row_cap: int = 200,
+        max_bytes: int = 65_536,
     ) -> None:
         self._dsns = dsns
         self._statement_timeout_ms = statement_timeout_ms
         self._row_cap = row_cap
+        self._max_bytes = max_bytes
         self._pools: dict[str, asyncpg.Pool] = {}
 
     @property
@@ -144,7 +193,10 @@ class AnalysisDatabases:
             pool = await asyncpg.create_pool(dsn, min_size=0, max_size=4, command_timeout=60)
             self._pools[connection_id] = pool
         return ReadOnlyDatabase(
-            pool, statement_timeout_ms=self._statement_timeout_ms, row_cap=self._row_cap
+            pool,
+            statement_timeout_ms=self._statement_timeout_ms,
+            row_cap=self._row_cap,
+            max_bytes=self._max_bytes,
         )
 
     async def close(self) -> None:

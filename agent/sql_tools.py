@@ -38,7 +38,7 @@ def sql_tools(
         return await recorder.run("describe_table", tool_call_id, {"table": table}, action)
 
     async def run_sql(query: str, tool_call_id: Annotated[str, InjectedToolCallId]) -> str:
-        """Run one read-only SQL query (PostgreSQL) and get its rows as JSON (capped)."""
+        """Run one read-only SQL query (PostgreSQL); its rows come back as JSON, capped in size."""
 
         async def action() -> str:
             try:
@@ -49,14 +49,15 @@ def sql_tools(
             queries.append(
                 SqlQuery(sql=query, row_count=result.row_count, duration_ms=result.duration_ms)
             )
-            return _json(
-                {
-                    "columns": result.columns,
-                    "rows": result.rows,
-                    "row_count": result.row_count,
-                    "truncated": result.truncated,
-                }
-            )
+            answer: dict[str, object] = {
+                "columns": result.columns,
+                "rows": result.rows,
+                "row_count": result.row_count,
+                "truncated": result.truncated,
+            }
+            if result.note:
+                answer["note"] = result.note
+            return _json(answer)
 
         return await recorder.run("run_sql", tool_call_id, {"query": query}, action)
 
