@@ -106,6 +106,7 @@ def create_app(settings: AgentSettings | None = None) -> FastAPI:
                     "local",
                     root=FsPath(settings.sandbox_root),
                     allow_network=settings.sandbox_allow_network,
+                    allow_unconfined=settings.sandbox_allow_unconfined,
                     e2b_api_key=settings.e2b_api_key,
                 ),
                 databases=databases,

@@ -39,6 +39,8 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
     openai_api_key: str | None = None
     sandbox_root: str = ".run/sandboxes"
     sandbox_allow_network: bool = False
+    # Run commands even where they cannot get a private mount view (else they are refused).
+    sandbox_allow_unconfined: bool = False
     e2b_api_key: str | None = None
     command_timeout_s: float = 30.0
     max_steps: int = 25
@@ -66,6 +68,8 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
             openai_api_key=env_opt("OPENAI_API_KEY"),
             sandbox_root=env_str("SANDBOX_ROOT", ".run/sandboxes"),
             sandbox_allow_network=env_str("SANDBOX_ALLOW_NETWORK", "") in ("1", "true", "yes"),
+            sandbox_allow_unconfined=env_str("SANDBOX_ALLOW_UNCONFINED", "")
+            in ("1", "true", "yes"),
             e2b_api_key=env_opt("E2B_API_KEY"),
             command_timeout_s=env_float("AGENT_COMMAND_TIMEOUT_S", 30.0),
             max_steps=env_int("AGENT_MAX_STEPS", 25),

@@ -117,6 +117,9 @@ class LocalStack:
             DATABASE_URL=self.database_url,
             CALLBACK_SECRET=self.callback_secret,
             SANDBOX_ROOT=str(self.sandbox_root),
+            # A developer's own machine: where it cannot confine sandbox commands (no user
+            # namespaces without root), they still run, and the agent logs that they do.
+            SANDBOX_ALLOW_UNCONFINED="1",
             AGENT_URL=self.agent_url,
             GATEWAY_URL=",".join(self.gateway_urls),
             PYTHONUNBUFFERED="1",

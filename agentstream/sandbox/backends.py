@@ -22,11 +22,14 @@ class SandboxBackends:
         *,
         root: Path,
         allow_network: bool = False,
+        allow_unconfined: bool = False,
         e2b_api_key: str | None = None,
         e2b_template: str = "base",
     ) -> None:
         self._providers: dict[str, SandboxProvider] = {
-            "local": LocalSandboxProvider(root, allow_network=allow_network)
+            "local": LocalSandboxProvider(
+                root, allow_network=allow_network, allow_unconfined=allow_unconfined
+            )
         }
         if e2b_api_key:
             from agentstream.sandbox.e2b import E2BSandboxProvider

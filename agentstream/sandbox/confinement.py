@@ -1,72 +1,170 @@
-"""How a local sandbox command is confined: limits, identity and network, set in the child.
+"""How a local sandbox command is confined: namespaces, a private mount view, limits, identity.
 
-Everything here runs in the forked child before ``exec`` (``preexec_fn``), so it only narrows
-that one command. As root, each run gets its own unprivileged uid (other runs' workspaces and
-root-only files such as /etc/shadow become unreadable, and the process limit becomes per run)
-and a fresh network namespace with no interfaces. Without root, a user namespace gives the same
-network isolation where the kernel allows it; the limits apply either way.
+A command starts through :mod:`agentstream.sandbox.enter`, a small program that confines its
+own process and then execs the command; no ``preexec_fn``, which is unsafe in a process that
+runs threads. The command gets a mount namespace in which only its workspace and a private
+/tmp are writable and other runs' workspaces are gone, a network namespace with no interfaces
+(unless the network is allowed), resource limits, and, when the service runs as root, its
+run's own unprivileged uid (claimed in :mod:`agentstream.sandbox.uids`), which makes root-only
+files unreadable and the process limit per run. Without root, a user namespace gives the same
+mount view and network isolation where the kernel allows it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
-import resource
 import signal
-import subprocess
+import sys
 import time
-import zlib
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_CLONE_NEWUSER = 0x10000000
-_CLONE_NEWNET = 0x40000000
-# Per-run uids live in a range no real account uses.
-_UID_BASE = 200_000
-_UID_SPAN = 100_000
+_ENTER = Path(__file__).with_name("enter.py")
+_PROBE_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """Which namespaces commands get: found once per service by :func:`probe_isolation`."""
+
+    mount_view: bool
+    network: bool
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one command may use."""
+
+    memory_bytes: int = 2 << 30
+    file_bytes: int = 64 << 20
+    max_processes: int = 64
+    # The private /tmp (also at /var/tmp and /dev/shm), held in memory.
+    tmp_bytes: int = 64 << 20
 
 
 @dataclass(frozen=True)
 class Confinement:
-    """Limits for one command, and whether network isolation is to be applied."""
+    """Everything one command is confined by."""
 
+    limits: Limits
     cpu_s: int
-    memory_bytes: int
-    file_bytes: int
-    max_processes: int
-    isolate_network: bool
-    uid: int | None
+    # The RLIMIT_NPROC to set: the per-command limit, plus what a shared uid already runs.
+    processes: int
+    isolation: Isolation
+    uid: int | None = None
+    workspace: Path | None = None
+    root: Path | None = None
+
+    def argv(self, program: Sequence[str], *, status_fd: int) -> list[str]:
+        """The command line that runs ``program`` under this confinement."""
+        config = {
+            "mount_view": self.isolation.mount_view,
+            "isolate_network": self.isolation.network,
+            "workspace": str(self.workspace) if self.workspace else None,
+            "root": str(self.root) if self.root else None,
+            "tmp_bytes": self.limits.tmp_bytes,
+            "uid": self.uid,
+            "limits": {
+                "RLIMIT_CPU": self.cpu_s,
+                "RLIMIT_AS": self.limits.memory_bytes,
+                "RLIMIT_FSIZE": self.limits.file_bytes,
+                "RLIMIT_NPROC": self.processes,
+                "RLIMIT_CORE": 0,
+            },
+            "status_fd": status_fd,
+        }
+        # -I -S: no site-packages and no PYTHON* variables, which the command's env may hold.
+        return [sys.executable, "-I", "-S", str(_ENTER), json.dumps(config), *program]
 
 
-def run_uid(run: str) -> int:
-    """The unprivileged uid a run's commands run as (when the service runs as root)."""
-    return _UID_BASE + zlib.crc32(run.encode()) % _UID_SPAN
+class ConfinedProcess:
+    """A started command, and the channel on which its confinement reports a failed setup."""
+
+    def __init__(self, process: asyncio.subprocess.Process, status_fd: int) -> None:
+        self.process = process
+        self._status_fd: int | None = status_fd
+
+    def setup_error(self) -> str | None:
+        """Once the process has exited: why it was never confined and run, else None."""
+        if self._status_fd is None:
+            return None
+        try:
+            # Non-blocking and already complete: every writer exited or exec'd (close-on-exec).
+            message = os.read(self._status_fd, 4096).decode(errors="replace")
+        except BlockingIOError:
+            message = ""
+        finally:
+            self.close()
+        return message or None
+
+    def close(self) -> None:
+        """Release the status channel (idempotent)."""
+        if self._status_fd is not None:
+            os.close(self._status_fd)
+            self._status_fd = None
 
 
-def _unshare(flags: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(flags) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
-
-
-def _network_flags() -> int:
-    # Root can make a network namespace directly; others need a user namespace around it.
-    return _CLONE_NEWNET if os.geteuid() == 0 else _CLONE_NEWUSER | _CLONE_NEWNET
-
-
-def network_isolation_available() -> bool:
-    """Whether this machine lets a child enter a network namespace of its own."""
-    flags = _network_flags()
+async def start_confined(
+    confinement: Confinement,
+    program: Sequence[str],
+    *,
+    env: dict[str, str],
+    capture_output: bool,
+) -> ConfinedProcess:
+    """Start ``program`` under ``confinement``, in a session (process group) of its own."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    output = asyncio.subprocess.PIPE if capture_output else asyncio.subprocess.DEVNULL
     try:
-        subprocess.run(["/bin/true"], check=True, timeout=10, preexec_fn=lambda: _unshare(flags))
-    except (subprocess.SubprocessError, OSError):
-        return False
-    return True
+        process = await asyncio.create_subprocess_exec(
+            *confinement.argv(program, status_fd=write_fd),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            env=env,
+            start_new_session=True,
+            pass_fds=(write_fd,),
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return ConfinedProcess(process, read_fd)
+
+
+async def probe_isolation(*, isolate_network: bool, limits: Limits) -> Isolation | None:
+    """The strongest isolation this machine grants a command; None when not even a mount view.
+
+    Blocking parts (a /proc scan) run in a worker thread.
+    """
+    candidates = [Isolation(mount_view=True, network=isolate_network)]
+    if isolate_network:
+        candidates.append(Isolation(mount_view=True, network=False))
+    processes = limits.max_processes + await asyncio.to_thread(processes_of_this_user)
+    for isolation in candidates:
+        probe = Confinement(limits=limits, cpu_s=10, processes=processes, isolation=isolation)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        started = await start_confined(probe, ["/bin/true"], env=env, capture_output=False)
+        try:
+            async with asyncio.timeout(_PROBE_TIMEOUT_S):
+                code = await started.process.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(started.process.pid, signal.SIGKILL)
+            code = await started.process.wait()
+        error = started.setup_error()
+        if code == 0 and error is None:
+            return isolation
+        log.info("sandbox isolation %s unavailable: %s", isolation, error or f"exit {code}")
+    return None
 
 
 def pids_of(uid: int) -> list[int]:
@@ -120,36 +218,6 @@ def kill_everything_of(uid: int, *, rounds: int = 200) -> bool:
     return not pids_of(uid)
 
 
-def _user_process_count() -> int:
+def processes_of_this_user() -> int:
+    """How many processes run as this service's uid (blocking: a /proc scan)."""
     return len(pids_of(os.getuid()))
-
-
-def child_setup(confinement: Confinement) -> Callable[[], None]:
-    """The ``preexec_fn`` applying ``confinement``."""
-    # RLIMIT_NPROC counts every process of the uid: for a shared (non-root) uid, leave room
-    # for what the user already runs, so the limit stops a fork bomb, not the user's session.
-    nproc = (
-        confinement.max_processes
-        if confinement.uid is not None
-        else _user_process_count() + confinement.max_processes
-    )
-    net_flags = _network_flags() if confinement.isolate_network else 0
-
-    def setup() -> None:
-        if net_flags:
-            _unshare(net_flags)
-        limits = (
-            (resource.RLIMIT_CPU, confinement.cpu_s),
-            (resource.RLIMIT_AS, confinement.memory_bytes),
-            (resource.RLIMIT_FSIZE, confinement.file_bytes),
-            (resource.RLIMIT_NPROC, nproc),
-            (resource.RLIMIT_CORE, 0),
-        )
-        for limit, value in limits:
-            resource.setrlimit(limit, (value, value))
-        if confinement.uid is not None:
-            os.setgroups([])
-            os.setgid(confinement.uid)
-            os.setuid(confinement.uid)
-
-    return setup

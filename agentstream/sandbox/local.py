@@ -1,10 +1,15 @@
 """The local sandbox: a workspace folder per run, and commands confined to it.
 
 File tools refuse paths that leave the workspace (``..``, absolute paths, symlinks out of it).
-Commands run under the limits in :mod:`agentstream.sandbox.confinement`: time, CPU, memory, file
-size, process count and output; no network by default; and, when the service runs as root, as a
-uid of the run's own that can write nowhere but its workspace. For untrusted code at scale, the
-E2B backend runs each sandbox in its own microVM.
+Commands run under :mod:`agentstream.sandbox.confinement`: a private mount view in which the
+workspace (with the run's temp dir, ``TMPDIR``) and a private /tmp are the only writable places;
+time, CPU, memory, file size, process count and output limits; no network by default; and, when
+the service runs as root, a uid of the run's own, unique among live sandboxes. A machine that
+cannot give commands a private mount view gets no commands, unless the operator allows
+unconfined ones. For untrusted code at scale, the E2B backend runs each sandbox in its own
+microVM.
+
+Every filesystem call runs in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -15,25 +20,30 @@ import logging
 import os
 import shutil
 import signal
-import stat
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from agentstream.sandbox.base import CommandResult, SandboxError
 from agentstream.sandbox.confinement import (
     Confinement,
+    Isolation,
+    Limits,
     become_subreaper,
-    child_setup,
     kill_everything_of,
-    network_isolation_available,
-    run_uid,
+    probe_isolation,
+    processes_of_this_user,
+    start_confined,
 )
+from agentstream.sandbox.uids import UidClaims
 from schemas import SandboxInfo, require_id
 
 log = logging.getLogger(__name__)
 
 _MAX_FILE_BYTES = 1_000_000
 _MAX_LISTED = 500
+# The run's own temp dir (TMPDIR), inside its workspace; not listed among its files.
+TEMP_DIR = ".tmp"
+_UNCONFINED = Isolation(mount_view=False, network=False)
 
 
 class LocalSandbox:
@@ -44,17 +54,19 @@ class LocalSandbox:
         info: SandboxInfo,
         workspace: Path,
         *,
+        root: Path,
         output_limit: int,
         limits: Limits,
         uid: int | None,
-        isolate_network: bool,
+        isolation: Callable[[], Awaitable[Isolation]],
     ) -> None:
         self.info = info
         self._workspace = workspace
+        self._root = root
         self._output_limit = output_limit
         self._limits = limits
         self._uid = uid
-        self._isolate_network = isolate_network
+        self._isolation = isolation
 
     def _resolve(self, path: str) -> Path:
         # resolve() follows symlinks, so a link pointing out of the workspace is caught here too.
@@ -69,53 +81,71 @@ class LocalSandbox:
         data = content.encode()
         if len(data) > _MAX_FILE_BYTES:
             raise SandboxError(f"file larger than {_MAX_FILE_BYTES} bytes")
+        await asyncio.to_thread(self._write, path, data)
+
+    def _write(self, path: str, data: bytes) -> None:
         target = self._resolve(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(target.write_bytes, data)
+        target.write_bytes(data)
         if self._uid is not None:
             # Written by the service, owned by the run: its commands may edit their own files.
             for owned in (target, *target.parents):
                 if owned == self._workspace:
                     break
-                os.chown(owned, self._uid, self._uid)
+                os.chown(owned, self._uid, self._uid, follow_symlinks=False)
 
     async def read_file(self, path: str) -> str:
+        data = await asyncio.to_thread(self._read, path)
+        return data.decode(errors="replace")
+
+    def _read(self, path: str) -> bytes:
         target = self._resolve(path)
         if not target.is_file():
             raise SandboxError(f"no such file: {path!r}")
         if target.stat().st_size > _MAX_FILE_BYTES:
             raise SandboxError(f"file larger than {_MAX_FILE_BYTES} bytes")
-        data = await asyncio.to_thread(target.read_bytes)
-        return data.decode(errors="replace")
+        return target.read_bytes()
 
     async def list_files(self, path: str = ".") -> list[str]:
+        return await asyncio.to_thread(self._list, path)
+
+    def _list(self, path: str) -> list[str]:
         root = self._workspace if path in ("", ".") else self._resolve(path)
         if not root.is_dir():
             raise SandboxError(f"no such folder: {path!r}")
-        files = sorted(str(p.relative_to(self._workspace)) for p in root.rglob("*") if p.is_file())
+        files = sorted(
+            str(relative)
+            for p in root.rglob("*")
+            if p.is_file() and (relative := p.relative_to(self._workspace)).parts[0] != TEMP_DIR
+        )
         return files[:_MAX_LISTED]
 
     async def run_command(self, command: str, *, timeout_s: float) -> CommandResult:
+        isolation = await self._isolation()
+        limits = self._limits
+        # RLIMIT_NPROC counts every process of the uid: for a shared (non-root) uid, leave room
+        # for what the user already runs, so the limit stops a fork bomb, not the user's session.
+        processes = limits.max_processes
+        if self._uid is None:
+            processes += await asyncio.to_thread(processes_of_this_user)
         confinement = Confinement(
+            limits=limits,
             cpu_s=max(1, int(timeout_s) + 1),
-            memory_bytes=self._limits.memory_bytes,
-            file_bytes=self._limits.file_bytes,
-            max_processes=self._limits.max_processes,
-            isolate_network=self._isolate_network,
+            processes=processes,
+            isolation=isolation,
             uid=self._uid,
+            workspace=self._workspace,
+            root=self._root,
         )
-        proc = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            command,
-            cwd=self._workspace,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self._workspace)},
-            start_new_session=True,
-            preexec_fn=child_setup(confinement),
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self._workspace),
+            "TMPDIR": str(self._workspace / TEMP_DIR),
+        }
+        started = await start_confined(
+            confinement, ["/bin/sh", "-c", command], env=env, capture_output=True
         )
+        proc = started.process
         assert proc.stdout is not None and proc.stderr is not None
         reads = asyncio.gather(
             self._read_capped(proc.stdout), self._read_capped(proc.stderr), proc.wait()
@@ -131,9 +161,13 @@ class LocalSandbox:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
+            setup_error = started.setup_error()
             if self._uid is not None:
                 # And whatever escaped the group (forked after the kill) under the run's uid.
                 await asyncio.to_thread(kill_everything_of, self._uid)
+        if setup_error is not None:
+            log.warning("sandbox %s: %s", self.info.id, setup_error)
+            raise SandboxError(setup_error)
         return CommandResult(
             exit_code=proc.returncode if proc.returncode is not None else -1,
             stdout=out.decode(errors="replace"),
@@ -154,21 +188,12 @@ class LocalSandbox:
         return bytes(kept), cut
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one command may use."""
-
-    memory_bytes: int = 2 << 30
-    file_bytes: int = 64 << 20
-    max_processes: int = 64
-
-
-def _traversable_by_others(path: Path) -> bool:
-    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
-
-
 class LocalSandboxProvider:
-    """Workspaces under one root folder, shared by the worker and the agent on one machine."""
+    """Workspaces under one root folder, shared by the worker and the agent on one machine.
+
+    The worker creates and destroys sandboxes, the agent service connects to them and runs
+    their commands; as root, the uid claims under the root tie the two together.
+    """
 
     def __init__(
         self,
@@ -177,28 +202,40 @@ class LocalSandboxProvider:
         output_limit: int = 64_000,
         limits: Limits | None = None,
         allow_network: bool = False,
+        allow_unconfined: bool = False,
     ) -> None:
         self._root = root.resolve()
         self._output_limit = output_limit
         self._limits = limits or Limits()
+        self._allow_network = allow_network
+        self._allow_unconfined = allow_unconfined
+        self._isolation: Isolation | None = None
+        self._probe_lock = asyncio.Lock()
         self._root.mkdir(parents=True, exist_ok=True)
-        self._isolate_network = not allow_network and network_isolation_available()
-        if not allow_network and not self._isolate_network:
-            log.warning("sandbox commands are NOT network-isolated: no network namespaces here")
-        self._per_run_uid = os.geteuid() == 0 and become_subreaper()
-        if self._per_run_uid:
+        self._claims: UidClaims | None = None
+        if os.geteuid() == 0:
+            if not become_subreaper():
+                log.warning("cannot become a child subreaper: killed commands may stay zombies")
             # Runs may reach their own workspace, but not list the others.
             self._root.chmod(0o711)
-            if not _traversable_by_others(self._root):
-                log.warning(
-                    "sandbox root %s is not reachable by other users: commands keep their "
-                    "limits but run as root; set SANDBOX_ROOT under a traversable folder",
-                    self._root,
-                )
-                self._per_run_uid = False
+            self._claims = UidClaims(self._root)
 
-    def _uid(self, info: SandboxInfo) -> int | None:
-        return run_uid(info.id) if self._per_run_uid else None
+    async def _confinement(self) -> Isolation:
+        """The isolation commands get here (probed once), or a refusal to run any."""
+        async with self._probe_lock:
+            if self._isolation is None:
+                found = await probe_isolation(
+                    isolate_network=not self._allow_network, limits=self._limits
+                )
+                if found is None and not self._allow_unconfined:
+                    log.error("sandbox commands refused: %s", _NO_MOUNT_VIEW)
+                    raise SandboxError(f"sandbox commands are disabled: {_NO_MOUNT_VIEW}")
+                if found is None:
+                    log.warning("sandbox commands run UNCONFINED (allowed): %s", _NO_MOUNT_VIEW)
+                elif not found.network and not self._allow_network:
+                    log.warning("sandbox commands are NOT network-isolated: no network namespace")
+                self._isolation = found or _UNCONFINED
+            return self._isolation
 
     def _workspace(self, info: SandboxInfo) -> Path:
         return self._root / require_id("sandbox", info.id)
@@ -206,26 +243,61 @@ class LocalSandboxProvider:
     async def create(self, run: str) -> SandboxInfo:
         # One sandbox per run, so the run ID names its workspace.
         info = SandboxInfo(id=require_id("run", run), backend="local")
-        workspace = self._workspace(info)
-        workspace.mkdir(parents=True, exist_ok=True)
-        uid = self._uid(info)
-        if uid is not None:
-            os.chown(workspace, uid, uid)
-            workspace.chmod(0o700)
+        await asyncio.to_thread(self._create, info)
         return info
+
+    def _create(self, info: SandboxInfo) -> None:
+        workspace = self._workspace(info)
+        # The workspace exists before its uid is claimed: a claim without one is stale.
+        workspace.mkdir(exist_ok=True)
+        temp = workspace / TEMP_DIR
+        with contextlib.suppress(FileExistsError):
+            temp.mkdir()
+        if self._claims is not None:
+            uid = self._claims.claim(info.id)
+            for owned in (workspace, temp):
+                os.chown(owned, uid, uid, follow_symlinks=False)
+            workspace.chmod(0o700)
 
     async def connect(self, info: SandboxInfo) -> LocalSandbox:
         workspace = self._workspace(info)
-        if not workspace.is_dir():
-            raise SandboxError(f"sandbox {info.id} does not exist")
+        uid = await asyncio.to_thread(self._uid_of, info, workspace)
         return LocalSandbox(
             info,
-            workspace.resolve(),
+            workspace,
+            root=self._root,
             output_limit=self._output_limit,
             limits=self._limits,
-            uid=self._uid(info),
-            isolate_network=self._isolate_network,
+            uid=uid,
+            isolation=self._confinement,
         )
 
+    def _uid_of(self, info: SandboxInfo, workspace: Path) -> int | None:
+        if not workspace.is_dir():
+            raise SandboxError(f"sandbox {info.id} does not exist")
+        if self._claims is None:
+            return None
+        uid = self._claims.uid_of(info.id)
+        # Never run a sandbox's commands as root, nor as a uid its workspace does not belong to.
+        if uid is None or workspace.stat().st_uid != uid:
+            raise SandboxError(f"sandbox {info.id} holds no uid of its own")
+        return uid
+
     async def destroy(self, info: SandboxInfo) -> None:
-        await asyncio.to_thread(shutil.rmtree, self._workspace(info), True)
+        await asyncio.to_thread(self._destroy, self._workspace(info), info.id)
+
+    def _destroy(self, workspace: Path, run: str) -> None:
+        uid = self._claims.uid_of(run) if self._claims is not None else None
+        if uid is not None:
+            # Whatever still runs (a command of a cancelled run) goes before its uid is given back.
+            kill_everything_of(uid)
+        shutil.rmtree(workspace, ignore_errors=True)
+        if self._claims is not None:
+            self._claims.release(run)
+
+
+_NO_MOUNT_VIEW = (
+    "this machine gives commands no private mount view (root, or unprivileged user namespaces, "
+    "is needed); SANDBOX_ALLOW_UNCONFINED=1 runs them anyway, able to write wherever the "
+    "service can"
+)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from agentstream.sandbox.base import SandboxError
-from agentstream.sandbox.local import LocalSandbox, LocalSandboxProvider
+from agentstream.sandbox.confinement import Isolation, Limits, probe_isolation
+from agentstream.sandbox.local import TEMP_DIR, LocalSandbox, LocalSandboxProvider
 from schemas import InvalidIdError, SandboxInfo
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -46,6 +50,18 @@ async def _wait_gone(pid: int, timeout_s: float = 5.0) -> bool:
             return False
         await asyncio.sleep(0.01)
     return True
+
+
+@pytest.fixture(scope="module")
+async def isolation() -> Isolation | None:
+    return await probe_isolation(isolate_network=False, limits=Limits())
+
+
+@pytest.fixture
+def mount_view(isolation: Isolation | None) -> None:
+    """Skips where commands cannot get a private mount view (then they are refused)."""
+    if isolation is None:
+        pytest.skip("no private mount view here: needs root or unprivileged user namespaces")
 
 
 async def _read_pid(sandbox: LocalSandbox, name: str) -> int:
@@ -289,6 +305,102 @@ async def test_command_environment_is_minimal(
     sandbox: LocalSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AGENTSTREAM_UNIT_SECRET", "leak")
-    command = "echo ${AGENTSTREAM_UNIT_SECRET:-none}; echo $HOME"
+    command = "echo ${AGENTSTREAM_UNIT_SECRET:-none}; echo $HOME; echo $TMPDIR"
     result = await sandbox.run_command(command, timeout_s=5)
-    assert result.stdout.splitlines() == ["none", str(sandbox._workspace)]
+    workspace = sandbox._workspace
+    assert result.stdout.splitlines() == ["none", str(workspace), str(workspace / TEMP_DIR)]
+
+
+# The filesystem a command sees: its workspace is the only place on disk it can write.
+
+# Each tries to leave a file outside the workspace; {name} is unique per attempt.
+WRITES_OUTSIDE = {
+    "tmp": "echo pwned > /tmp/{name}",
+    "var-tmp": "echo pwned > /var/tmp/{name}",
+    "dev-shm": "echo pwned > /dev/shm/{name}",
+    "symlink-to-root": "ln -s / rootlink && echo pwned > rootlink/tmp/{name}",
+    "project": "echo pwned > {project}/{name}",
+    "home": "echo pwned > {home}/{name}",
+    "sandbox-root": "mkdir {root}/{name}",
+}
+
+
+def _host_path(where: str, name: str, root: Path) -> Path:
+    places = {
+        "tmp": Path("/tmp"),
+        "var-tmp": Path("/var/tmp"),
+        "dev-shm": Path("/dev/shm"),
+        "symlink-to-root": Path("/tmp"),
+        "project": PROJECT,
+        "home": Path.home(),
+        "sandbox-root": root,
+    }
+    return places[where] / name
+
+
+@pytest.mark.parametrize("where", list(WRITES_OUTSIDE))
+@pytest.mark.usefixtures("mount_view")
+async def test_a_command_writes_nothing_outside_its_workspace(
+    provider: LocalSandboxProvider, sandbox: LocalSandbox, where: str
+) -> None:
+    name = f"agentstream-escape-{uuid.uuid4().hex}"
+    root = sandbox._workspace.parent
+    host = _host_path(where, name, root)
+    command = WRITES_OUTSIDE[where].format(
+        name=name, project=PROJECT, home=Path.home(), root=root
+    )
+    try:
+        await sandbox.run_command(command, timeout_s=10)
+        assert not host.exists(), f"{command!r} wrote {host} on the host"
+    finally:
+        if host.is_dir():
+            host.rmdir()
+        host.unlink(missing_ok=True)
+
+
+@pytest.mark.usefixtures("mount_view")
+async def test_tmp_is_private_to_the_command_and_tmpdir_is_in_the_workspace(
+    sandbox: LocalSandbox,
+) -> None:
+    name = f"agentstream-tmp-{uuid.uuid4().hex}"
+    try:
+        used = await sandbox.run_command(
+            f'echo scratch > /tmp/{name} && cat /tmp/{name} && f=$(mktemp) && echo kept > "$f" '
+            '&& echo "$f"',
+            timeout_s=10,
+        )
+        assert used.exit_code == 0, used.stderr
+        scratch, kept = used.stdout.splitlines()
+        assert scratch == "scratch", "/tmp is writable"
+        assert not await asyncio.to_thread(Path("/tmp", name).exists), "nor the host's /tmp"
+        assert Path(kept).parent == sandbox._workspace / TEMP_DIR
+        assert await asyncio.to_thread(Path(kept).read_text) == "kept\n"
+        again = await sandbox.run_command(f'cat "{kept}"; ls -a /tmp', timeout_s=10)
+        assert again.stdout.startswith("kept\n"), "TMPDIR lasts as long as the run"
+        assert name not in again.stdout, "/tmp lasts one command"
+        assert await sandbox.list_files() == [], "the run's temp files are not its output"
+    finally:
+        await asyncio.to_thread(Path("/tmp", name).unlink, missing_ok=True)
+
+
+@pytest.mark.usefixtures("mount_view")
+async def test_another_run_sees_nothing_of_this_run(provider: LocalSandboxProvider) -> None:
+    name = f"agentstream-shared-{uuid.uuid4().hex}"
+    mine = await provider.connect(await provider.create("run_mine"))
+    other = await provider.connect(await provider.create("run_other"))
+    try:
+        wrote = await mine.run_command(
+            f"echo secret > /tmp/{name}; echo secret > mine.txt; chmod 644 mine.txt",
+            timeout_s=10,
+        )
+        assert wrote.exit_code == 0, wrote.stderr
+        looked = await other.run_command(
+            f"cat /tmp/{name}; cat {mine._workspace}/mine.txt", timeout_s=10
+        )
+        assert "secret" not in looked.stdout
+        listed = await other.run_command(f"ls -a {other._workspace.parent}", timeout_s=10)
+        assert listed.stdout.split() == [".", "..", "run_other"], "no other workspace is visible"
+    finally:
+        await asyncio.to_thread(Path("/tmp", name).unlink, missing_ok=True)
+        await provider.destroy(mine.info)
+        await provider.destroy(other.info)
