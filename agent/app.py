@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from agent.chunk_sink import SinkFailed
 from agent.model import build_model
+from agent.rate_limits import provider_rate_limit
 from agent.runner import AgentRunner
 from agent.settings import AgentSettings
 from agent.sql_database import AnalysisDatabases, UnknownConnection
@@ -32,9 +33,25 @@ from agentstream.http import (
 )
 from agentstream.openapi_bodies import json_body, publish_body_schemas
 from agentstream.sandbox.backends import SandboxBackends
-from schemas import ID_PATTERN, AgentRequest, require_id
+from schemas import ID_PATTERN, AgentRequest, CapacityRefusal, require_id
 
 log = logging.getLogger(__name__)
+
+# A slot frees when some attempt ends; the worker adds jitter so refused callers do not return
+# in lockstep.
+_BUSY_RETRY_AFTER_S = 2
+
+
+class AgentBusy(Unavailable):
+    """Every slot of this instance is taken: the caller waits and retries; nothing failed."""
+
+    code = CapacityRefusal.AGENT_BUSY.value
+
+
+class ModelRateLimited(Unavailable):
+    """The model provider answered 429: the attempt is retried later; nothing failed."""
+
+    code = CapacityRefusal.MODEL_RATE_LIMITED.value
 
 
 class RunningRuns:
@@ -48,7 +65,10 @@ class RunningRuns:
         """Track ``task``; an older attempt of the same run is cancelled, never run alongside."""
         if run not in self._tasks and len(self._tasks) >= self._limit:
             task.cancel()
-            raise Unavailable(f"agent busy: {self._limit} runs in progress")
+            raise AgentBusy(
+                f"agent busy: {self._limit} runs in progress",
+                headers={"Retry-After": str(_BUSY_RETRY_AFTER_S)},
+            )
         previous = self._tasks.get(run)
         if previous is not None:
             previous.cancel()
@@ -146,6 +166,14 @@ def create_app(settings: AgentSettings | None = None) -> FastAPI:
             raise BadRequest(str(exc)) from None
         except SinkFailed as exc:
             raise BadGateway(f"the callback bridge did not take the events: {exc}") from None
+        except Exception as exc:
+            retry_after = provider_rate_limit(exc)
+            if retry_after is None:
+                raise
+            raise ModelRateLimited(
+                f"the model provider is rate limiting: {type(exc).__name__}",
+                headers={"Retry-After": str(max(1, round(retry_after)))},
+            ) from None
         finally:
             watcher.cancel()
             runs.finish(body.run, task)

@@ -251,9 +251,13 @@ class LocalStack:
 
     @contextlib.asynccontextmanager
     async def dedicated_agent(
-        self, org: str, *, env: dict[str, str] | None = None
+        self,
+        org: str,
+        *,
+        env: dict[str, str] | None = None,
+        worker_env: dict[str, str] | None = None,
     ) -> AsyncIterator[DedicatedAgent]:
-        """An agent of its own (configured by ``env``) and a worker serving only ``org``.
+        """An agent of its own (configured by ``env``) and a worker (``worker_env``) for ``org``.
 
         Runs of ``org`` then go to exactly this agent; both stop when the block ends.
         """
@@ -261,7 +265,9 @@ class LocalStack:
         agent = await self.start_agent(name=f"agent-{org}", port=port, env=env)
         url = f"http://127.0.0.1:{port}"
         try:
-            worker = await self.start_worker([org], name=f"worker-{org}", env={"AGENT_URL": url})
+            worker = await self.start_worker(
+                [org], name=f"worker-{org}", env={**(worker_env or {}), "AGENT_URL": url}
+            )
             try:
                 yield DedicatedAgent(url=url, process=agent)
             finally:

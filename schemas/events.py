@@ -25,6 +25,8 @@ class Stage(enum.StrEnum):
     QUEUED = "queued"
     SANDBOX_CREATING = "sandbox_creating"
     SANDBOX_READY = "sandbox_ready"
+    # The run asked for an agent and waits in its org's agent-call queue until one is free.
+    WAITING_FOR_AGENT = "waiting_for_agent"
     AGENT_STARTED = "agent_started"
     SAVING = "saving"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -9,6 +10,12 @@ import msgspec
 from schemas.ids import DEFAULT_ORG
 
 SandboxBackend = Literal["local", "e2b"]
+
+# A run's overall deadline when it was started without an execution timeout (e.g. by the
+# ``temporal`` CLI); the gateway's RUN_TIMEOUT_S defaults to the same.
+DEFAULT_RUN_TIMEOUT_S = 1800.0
+# Workflow memo key: when (seconds since the epoch) the run began waiting for an agent.
+WAITING_FOR_AGENT_SINCE = "waiting_for_agent_since"
 
 
 class SandboxInfo(msgspec.Struct, kw_only=True, frozen=True):
@@ -139,6 +146,8 @@ class RunView(msgspec.Struct, kw_only=True, frozen=True):
     status: RunState
     result: AgentResult | None = None
     org: str = ""
+    # Seconds the run has been waiting for an agent to take it; None when it is not waiting.
+    waiting_for_agent_s: float | None = None
 
 
 class ErrorBody(msgspec.Struct, kw_only=True, frozen=True):
@@ -146,3 +155,12 @@ class ErrorBody(msgspec.Struct, kw_only=True, frozen=True):
 
     error: str
     detail: str = ""
+
+
+class CapacityRefusal(enum.StrEnum):
+    """``ErrorBody.error`` of a 503 that means "busy now, retry later", never "failed"."""
+
+    # The agent service runs as many attempts as it accepts (AGENT_MAX_CONCURRENT_RUNS).
+    AGENT_BUSY = "agent_busy"
+    # The model provider refused a request with 429 (rate or concurrency limit).
+    MODEL_RATE_LIMITED = "model_rate_limited"

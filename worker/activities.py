@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import msgspec
@@ -13,9 +14,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from agentstream.event_publisher import publish_event
+from agentstream.http import parse_retry_after
 from agentstream.message_store import MessageStore
 from agentstream.run_history import HistoryReader
-from agentstream.sandbox import SandboxProvider
+from agentstream.sandbox import SandboxBusy, SandboxProvider
 from agentstream.terminal_publisher import publish_terminal
 from agentstream.tokens import TokenClaims, mint_token
 from schemas import (
@@ -23,8 +25,10 @@ from schemas import (
     AgentResult,
     CallAgentInput,
     Cancelled,
+    CapacityRefusal,
     ChatInput,
     Done,
+    ErrorBody,
     Failed,
     Reset,
     SandboxInfo,
@@ -34,10 +38,16 @@ from schemas import (
     TerminalInput,
     encode,
 )
+from worker.attempts import AttemptLedger, Busy, bounded_attempt
 from worker.progress import Progress, watch_progress
 
 # A callback token outlives any attempt's start-to-close timeout.
 _CALLBACK_TOKEN_TTL_S = 3 * 3600
+# Failed attempts (not capacity refusals) after which a stage fails the run.
+_SANDBOX_FAILURE_BUDGET = 5
+_AGENT_FAILURE_BUDGET = 3
+# When a busy agent or sandbox backend does not say how long to wait.
+_DEFAULT_BUSY_RETRY_S = 2.0
 
 
 class CreateSandboxInput(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +62,33 @@ class DestroySandboxInput(msgspec.Struct, frozen=True, kw_only=True):
 
     run: str
     sandbox: SandboxInfo
+
+
+class PublishStatusInput(msgspec.Struct, frozen=True, kw_only=True):
+    """Input of ``publish_status``: a stage the workflow itself reached."""
+
+    run: str
+    org: str
+    stage: Stage
+
+
+def _capacity_refusal(response: httpx.Response) -> Busy | None:
+    """The agent's answer as a :class:`Busy` when it refused for capacity, else None."""
+    if response.status_code != 503:
+        return None
+    try:
+        code = msgspec.json.decode(response.content, type=ErrorBody).error
+    except msgspec.DecodeError:
+        return None
+    if code not in set(CapacityRefusal):
+        return None
+    wait = parse_retry_after(response.headers.get("retry-after"))
+    return Busy(
+        f"agent service answered 503 {code}",
+        retry_after_s=wait if wait is not None else _DEFAULT_BUSY_RETRY_S,
+        # A rate-limited model may have met its limit mid-way, after the attempt streamed.
+        before_start=code == CapacityRefusal.AGENT_BUSY,
+    )
 
 
 def callback_urls_for(chat: ChatInput, run: str, gateway_urls: list[str]) -> list[str]:
@@ -79,6 +116,7 @@ class RunActivities:
         gateway_urls: list[str],
         callback_secret: str,
         heartbeat_s: float,
+        test_stage_delays: dict[str, float] | None = None,
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream()
@@ -90,40 +128,108 @@ class RunActivities:
         self._gateway_urls = gateway_urls
         self._callback_secret = callback_secret
         self._heartbeat_s = heartbeat_s
+        self._test_stage_delays = test_stage_delays or {}
 
     async def _publish(self, org: str, event: Status | Reset, producer: str) -> None:
         await publish_event(self._js, org, event, producer=producer)
 
+    async def _test_pause(self, stage: str) -> None:
+        """TEST AID (WORKER_TEST_STAGE_DELAYS): hold ``stage`` open so a test can cancel in it."""
+        delay = self._test_stage_delays.get(stage)
+        if delay:
+            await asyncio.sleep(delay)
+
+    @contextlib.asynccontextmanager
+    async def _heartbeating(
+        self, ledger: AttemptLedger, progress: Progress | None = None
+    ) -> AsyncIterator[None]:
+        """Heartbeat while the block runs, so cancellation reaches it and a lost worker shows."""
+
+        async def beat() -> None:
+            while True:
+                ledger.beat(progress)
+                await asyncio.sleep(self._heartbeat_s)
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     @activity.defn(name="create_sandbox")
     async def create_sandbox(self, params: CreateSandboxInput) -> SandboxInfo:
-        """Create the run's sandbox, announcing it before and after."""
-        attempt = activity.info().attempt
+        """Create the run's sandbox, announcing it before and after.
+
+        A backend at its concurrency limit (E2B) is waited for, not a failure. However the
+        attempt ends short of returning the sandbox (cancelled, failed), it leaves none behind.
+        """
+        with bounded_attempt(_SANDBOX_FAILURE_BUDGET, "create_sandbox") as ledger:
+            async with self._heartbeating(ledger):
+                attempt = activity.info().attempt
+                if not ledger.previous_refused_before_start():
+                    await self._publish(
+                        params.org,
+                        Status(run=params.run, attempt=attempt, stage=Stage.SANDBOX_CREATING),
+                        "create_sandbox",
+                    )
+                creating = asyncio.create_task(self._create(params.run))
+                try:
+                    # Shielded: a creation cut short by cancellation could leave a sandbox
+                    # nobody knows of (E2B assigns its ID only in the answer).
+                    info = await asyncio.shield(creating)
+                except asyncio.CancelledError:
+                    with contextlib.suppress(Exception):
+                        await self._sandboxes.destroy(await creating)
+                    raise
+                try:
+                    await self._test_pause("create_sandbox")
+                    await self._publish(
+                        params.org,
+                        Status(
+                            run=params.run,
+                            attempt=attempt,
+                            n=1,
+                            stage=Stage.SANDBOX_READY,
+                            sandbox_id=info.id,
+                            sandbox_url=info.url,
+                        ),
+                        "create_sandbox",
+                    )
+                except BaseException:
+                    # The workflow never learns of this sandbox: remove it here, uncancelled.
+                    await asyncio.shield(self._sandboxes.destroy(info))
+                    raise
+                return info
+
+    async def _create(self, run: str) -> SandboxInfo:
+        try:
+            return await self._sandboxes.create(run)
+        except SandboxBusy as exc:
+            raise Busy(str(exc), retry_after_s=_DEFAULT_BUSY_RETRY_S, before_start=True) from None
+
+    @activity.defn(name="publish_status")
+    async def publish_status(self, params: PublishStatusInput) -> None:
+        """Publish a stage the workflow reached (one event per run and stage, however retried)."""
         await self._publish(
-            params.org,
-            Status(run=params.run, attempt=attempt, stage=Stage.SANDBOX_CREATING),
-            "create_sandbox",
+            params.org, Status(run=params.run, stage=params.stage), f"workflow-{params.stage}"
         )
-        info = await self._sandboxes.create(params.run)
-        await self._publish(
-            params.org,
-            Status(
-                run=params.run,
-                attempt=attempt,
-                n=1,
-                stage=Stage.SANDBOX_READY,
-                sandbox_id=info.id,
-                sandbox_url=info.url,
-            ),
-            "create_sandbox",
-        )
-        return info
 
     @activity.defn(name="call_agent")
     async def call_agent(self, params: CallAgentInput) -> AgentResult:
-        """Run the agent for this attempt; heartbeat while it works; stop it on cancellation."""
+        """Run the agent for this attempt; heartbeat while it works; stop it on cancellation.
+
+        A busy agent or a rate-limited model provider is retried later, never a failure.
+        """
+        with bounded_attempt(_AGENT_FAILURE_BUDGET, "call_agent") as ledger:
+            return await self._call_agent(params, ledger)
+
+    async def _call_agent(self, params: CallAgentInput, ledger: AttemptLedger) -> AgentResult:
         attempt = activity.info().attempt
         chat = params.chat
-        if attempt > 1:
+        # An attempt refused before it started streamed nothing: no partial output to take back.
+        if attempt > 1 and not ledger.previous_refused_before_start():
             # Clients drop what earlier attempts streamed; everything after carries this attempt.
             await self._publish(
                 chat.org,
@@ -152,8 +258,10 @@ class RunActivities:
             sandbox=params.sandbox,
             connection_id=chat.connection_id,
         )
-        async with watch_progress(self._nc, chat.org, params.run) as progress:
-            heartbeat = asyncio.create_task(self._heartbeat(progress))
+        async with (
+            watch_progress(self._nc, chat.org, params.run) as progress,
+            self._heartbeating(ledger, progress),
+        ):
             try:
                 response = await self._http.post(
                     f"{self._agent_url}/ai/agent",
@@ -165,21 +273,15 @@ class RunActivities:
                 raise
             except httpx.HTTPError as exc:
                 raise ApplicationError(f"agent service unreachable: {exc!r}") from None
-            finally:
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
         if response.status_code >= 400:
+            refusal = _capacity_refusal(response)
+            if refusal is not None:
+                raise refusal
             raise ApplicationError(
                 f"agent service answered {response.status_code}: {response.text[:500]}",
                 non_retryable=400 <= response.status_code < 500 and response.status_code != 409,
             )
         return msgspec.json.decode(response.content, type=AgentResult)
-
-    async def _heartbeat(self, progress: Progress) -> None:
-        while True:
-            activity.heartbeat(msgspec.to_builtins(progress))
-            await asyncio.sleep(self._heartbeat_s)
 
     async def _stop_agent(self, run: str) -> None:
         with contextlib.suppress(httpx.HTTPError):
@@ -193,6 +295,7 @@ class RunActivities:
             Status(run=params.run, attempt=activity.info().attempt, stage=Stage.SAVING),
             "save_message",
         )
+        await self._test_pause("save_message")
         return await self._store.save(params.run, params.chat, params.result)
 
     @activity.defn(name="publish_terminal")

@@ -1,4 +1,9 @@
-"""The worker process: one Temporal worker per served org, sharing one set of clients."""
+"""The worker process: two Temporal workers per served org, sharing one set of clients.
+
+One serves the org's task queue (workflows and every stage but the agent call); the other only
+``call_agent``, on the org's agent-call queue, with as many slots as the agents can serve: runs
+beyond them wait in Temporal, and nothing else of any run waits behind them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +23,7 @@ from agentstream.message_store import MessageStore, open_pool
 from agentstream.nats_conn import connect_nats
 from agentstream.sandbox.backends import SandboxBackends
 from agentstream.temporal_codec import data_converter
-from schemas import require_id, task_queue
+from schemas import agent_call_queue, require_id, task_queue
 from worker.activities import RunActivities
 from worker.settings import WorkerSettings
 from worker.workflows import ChatWorkflow
@@ -29,6 +35,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
     """Serve the orgs' task queues until ``stop`` is set, then drain and close every client."""
     for org in settings.orgs:
         require_id("org", org)
+    agent_slots = settings.agent_slots_per_org()
     nc = await connect_nats(settings.nats, name="worker")
     pool = await open_pool(settings.database_url)
     # No client-side retries and no read timeout: Temporal owns both (retry policy, heartbeats).
@@ -54,32 +61,45 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
             gateway_urls=settings.gateway_urls,
             callback_secret=settings.callback_secret,
             heartbeat_s=settings.heartbeat_s,
+            test_stage_delays=settings.test_stage_delays,
         )
-        workers = [
-            Worker(
+
+        def serve(
+            queue: str,
+            activities: Sequence[Callable[..., object]],
+            *,
+            workflows: Sequence[type] = (),
+            slots: int | None = None,
+        ) -> Worker:
+            return Worker(
                 temporal,
-                task_queue=task_queue(org),
-                workflows=[ChatWorkflow],
-                activities=[
-                    activities.create_sandbox,
-                    activities.call_agent,
-                    activities.save_message,
-                    activities.publish_terminal,
-                    activities.destroy_sandbox,
-                ],
+                task_queue=queue,
+                workflows=workflows,
+                activities=activities,
+                max_concurrent_activities=slots,
                 graceful_shutdown_timeout=timedelta(seconds=5),
                 # Cancellation reaches an activity only with a heartbeat's answer: send them
                 # promptly instead of throttling to 80% of the heartbeat timeout.
                 max_heartbeat_throttle_interval=timedelta(seconds=1),
                 default_heartbeat_throttle_interval=timedelta(seconds=1),
             )
-            for org in settings.orgs
+
+        stages: list[Callable[..., object]] = [
+            activities.create_sandbox,
+            activities.publish_status,
+            activities.save_message,
+            activities.publish_terminal,
+            activities.destroy_sandbox,
         ]
+        workers: list[Worker] = []
+        for org in settings.orgs:
+            workers.append(serve(task_queue(org), stages, workflows=[ChatWorkflow]))
+            workers.append(serve(agent_call_queue(org), [activities.call_agent], slots=agent_slots))
         async with contextlib.AsyncExitStack() as stack:
             for worker in workers:
                 await stack.enter_async_context(worker)
             log.info("worker ready: task queues %s", ", ".join(w.task_queue for w in workers))
-            print(f"worker ready: {', '.join(task_queue(o) for o in settings.orgs)}", flush=True)
+            print(f"worker ready: {', '.join(w.task_queue for w in workers)}", flush=True)
             await stop.wait()
     finally:
         await http.aclose()

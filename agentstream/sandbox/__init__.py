@@ -3,6 +3,7 @@
 from agentstream.sandbox.base import (
     CommandResult,
     Sandbox,
+    SandboxBusy,
     SandboxError,
     SandboxProvider,
 )
@@ -13,6 +14,7 @@ __all__ = [
     "LocalSandbox",
     "LocalSandboxProvider",
     "Sandbox",
+    "SandboxBusy",
     "SandboxError",
     "SandboxProvider",
 ]

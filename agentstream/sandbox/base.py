@@ -13,6 +13,10 @@ class SandboxError(Exception):
     """A sandbox operation refused or failed; its message is safe to show the model."""
 
 
+class SandboxBusy(SandboxError):
+    """The backend is at its concurrency limit (E2B's sandboxes per team): retry later."""
+
+
 class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
     """Outcome of one command."""
 

@@ -26,12 +26,13 @@ from e2b import (
     FileNotFoundException,
     FileType,
     NotFoundException,
+    RateLimitException,
     SandboxNotRunningException,
     SandboxUnreachableException,
     TimeoutException,
 )
 
-from agentstream.sandbox.base import CommandResult, SandboxError
+from agentstream.sandbox.base import CommandResult, SandboxBusy, SandboxError
 from schemas import SandboxInfo, require_id
 
 __all__ = ["DEFAULT_WORKSPACE", "E2BSandbox", "E2BSandboxProvider"]
@@ -285,15 +286,19 @@ class E2BSandboxProvider:
     async def create(self, run: str) -> SandboxInfo:
         """Create a sandbox for ``run`` from the template, with its workspace folder."""
         require_id("run", run)
-        with self._errors("create"):
-            sandbox = await self._sdk.create(
-                template=self._template,
-                timeout=self._timeout_s,
-                metadata={"run": run},
-                api_key=self._api_key,
-                # The SDK retries 429/5xx responses itself; Temporal already retries activities.
-                retries=0,
-            )
+        try:
+            with self._errors("create", passing=(RateLimitException,)):
+                sandbox = await self._sdk.create(
+                    template=self._template,
+                    timeout=self._timeout_s,
+                    metadata={"run": run},
+                    api_key=self._api_key,
+                    # The SDK retries 429/5xx itself; Temporal already retries activities.
+                    retries=0,
+                )
+        except RateLimitException as exc:
+            # 429: the team's concurrent sandboxes are all in use; the run waits for one.
+            raise SandboxBusy(_safe_message("create", exc, self._api_key)) from None
         try:
             with self._errors("create"):
                 await sandbox.files.make_dir(self._workspace)

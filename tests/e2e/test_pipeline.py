@@ -25,7 +25,14 @@ async def test_run_streams_every_step_in_order_and_stores_the_answer_once(
     assert {"status", "token", "tool_start", "tool_end"} <= set(types)
     assert types[-1] == "done"
     stages = [m.json()["stage"] for m in messages if m.event == "status"]
-    assert stages == ["queued", "sandbox_creating", "sandbox_ready", "agent_started", "saving"]
+    assert stages == [
+        "queued",
+        "sandbox_creating",
+        "sandbox_ready",
+        "waiting_for_agent",
+        "agent_started",
+        "saving",
+    ]
     statuses = [m.json() for m in messages if m.event == "status"]
     started = next(s for s in statuses if s["stage"] == "agent_started")
     assert started["model"] == "offline-scripted"

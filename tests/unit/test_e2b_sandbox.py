@@ -25,7 +25,7 @@ from e2b.sandbox_async.commands.command import Commands
 from e2b.sandbox_async.commands.command_handle import AsyncCommandHandle
 from e2b.sandbox_async.filesystem.filesystem import Filesystem
 
-from agentstream.sandbox.base import CommandResult, SandboxError
+from agentstream.sandbox.base import CommandResult, SandboxBusy, SandboxError
 from agentstream.sandbox.e2b import DEFAULT_WORKSPACE, E2BSandbox, E2BSandboxProvider
 from schemas import InvalidIdError, SandboxInfo
 
@@ -372,6 +372,20 @@ async def test_create_kills_the_sandbox_when_its_setup_fails(
     kills = [call for call in sdk.calls if call[0] == "kill"]
     assert kills == [("kill", ("isbx0001",), {"api_key": API_KEY, "retries": 0})]
     assert sdk.sandboxes == {}
+
+
+async def test_create_at_the_concurrency_limit_is_busy_not_failed(
+    provider: E2BSandboxProvider, sdk: type[FakeE2B]
+) -> None:
+    # E2B answers 429 when the team's concurrent sandboxes are all in use: the worker waits.
+    sdk.failures["create"] = e2b.RateLimitException(f"429: Rate limit exceeded {API_KEY}")
+
+    with pytest.raises(SandboxBusy) as refused:
+        await provider.create("run_1")
+
+    assert API_KEY not in str(refused.value)
+    assert sdk.sandboxes == {}
+    assert (await provider.create("run_1")).id == "isbx0001", "the next try creates it"
 
 
 async def test_provider_requires_an_api_key() -> None:
