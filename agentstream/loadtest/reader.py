@@ -117,6 +117,8 @@ class Reader:
                         continue
                     if frame.event == "token" and record.first_token_s is None:
                         record.first_token_s = now
+                    elif frame.event == "status":
+                        record.last_stage = _stage(frame.data)
                     drop = plan.planned_drop
                     if drop is not None and not record.dropped and check.events >= drop:
                         record.dropped = True
@@ -142,6 +144,15 @@ class Reader:
         record.lost = check.lost(self.claim)
         record.verdict = check.verdict(self.claim, terminal_seen=record.terminal is not None)
         return record
+
+
+def _stage(data: bytes) -> str | None:
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return None
+    stage = body.get("stage") if isinstance(body, dict) else None
+    return str(stage) if stage is not None else None
 
 
 async def read_run(reader: Reader, deadline: float) -> ReaderRecord:

@@ -38,6 +38,8 @@ class ReaderRecord(msgspec.Struct, kw_only=True):
     reordered: int = 0
     lost: int = 0
     terminal: str | None = None
+    # The stage of the last ``status`` event: where a run that never ended was left.
+    last_stage: str | None = None
     verdict: str = ""
     first_event_s: float | None = None
     first_token_s: float | None = None

@@ -166,7 +166,8 @@ def _conclude(record: RunRecord, readers: list[Reader]) -> None:
     ended = [r for r in readers if r.record.terminal is not None]
     if not ended:
         record.outcome = Outcome.HUNG
-        record.reason = "no terminal event before the deadline"
+        stages = sorted({r.record.last_stage or "none" for r in readers})
+        record.reason = f"no terminal event before the deadline (last stage: {', '.join(stages)})"
         return
     kinds = sorted({r.record.terminal or "" for r in ended})
     if len(kinds) > 1:
