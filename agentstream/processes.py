@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
 import os
 import signal
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -20,13 +20,22 @@ _PUMP_READ_BYTES = 65_536
 _TAIL_LINE_BYTES = 8_192
 
 
-def _die_with_parent() -> None:
-    """In the child: be sent SIGTERM if the process that started it dies (even by SIGKILL).
+# Runs in the child before it execs the service: be sent SIGTERM if the process that started it
+# dies (even by SIGKILL). A test run or CLI that is killed never runs its clean-up; without this
+# its whole stack would live on. An exec wrapper, not a ``preexec_fn``: that is unsafe in a
+# process that runs threads. argv: the parent's pid, then the service's command line.
+_DIE_WITH_PARENT = f"""
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl({_PR_SET_PDEATHSIG}, signal.SIGTERM, 0, 0, 0)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("parent gone before the service started")
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
 
-    A test run or CLI that is killed never runs its clean-up; without this its whole stack
-    would live on.
-    """
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+def _dying_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` started through the wrapper that ties its life to this process's."""
+    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
 
 
 class ProcessFailed(RuntimeError):
@@ -82,13 +91,12 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._tail.clear()
         self._proc = await asyncio.create_subprocess_exec(
-            *self.argv,
+            *_dying_with_parent(self.argv),
             env=self.env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         self._pump = asyncio.create_task(self._pump_output(self._proc))
 
