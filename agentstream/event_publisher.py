@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from nats.js.client import JetStreamContext
 
 from schemas import BaseEvent, encode, event_type, run_subject
@@ -14,11 +16,29 @@ EVENT_ATTEMPT_HEADER = "Agentstream-Attempt"
 # Whoever publishes a run's terminal event (worker, or a gateway for a workflow that closed
 # without one) uses this producer with attempt 1 and n 0: one Nats-Msg-Id, stored once.
 TERMINAL_PRODUCER = "terminal"
+# Events agents post through the callback bridge.
+AGENT_PRODUCER = "agent"
 
 
 def msg_id(event: BaseEvent, producer: str) -> str:
     """The de-duplication key: a retried publish of the same event is stored once."""
     return f"{event.run}:{producer}:{event.attempt}:{event.n}"
+
+
+class MsgIdParts(NamedTuple):
+    """What a ``Nats-Msg-Id`` names besides the run."""
+
+    producer: str
+    attempt: int
+    n: int
+
+
+def parse_msg_id(value: str) -> MsgIdParts | None:
+    """The producer, attempt and counter of a :func:`msg_id`, or None if it is not one."""
+    parts = value.rsplit(":", 3)
+    if len(parts) != 4 or not (parts[2].isdecimal() and parts[3].isdecimal()):
+        return None
+    return MsgIdParts(parts[1], int(parts[2]), int(parts[3]))
 
 
 def event_headers(event: BaseEvent, producer: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from agentstream.event_publisher import EVENT_ATTEMPT_HEADER, EVENT_TYPE_HEADER
+from agentstream.event_publisher import EVENT_ATTEMPT_HEADER, EVENT_TYPE_HEADER, parse_msg_id
 from agentstream.nats_conn import STREAM_NAME
 from agentstream.stored_event import StoredEvent
 from schemas import run_subject, run_subject_any_org
@@ -34,6 +34,10 @@ class LastEvent(NamedTuple):
     seq: int
     type: str
     attempt: int
+    # Who stored it and its number among that producer's events of the attempt (from its
+    # Nats-Msg-Id): tells how much of a retried post is already stored.
+    producer: str = ""
+    n: int = -1
 
 
 class HistoryUnavailable(Exception):
@@ -85,10 +89,13 @@ class HistoryReader:
         headers = msg.headers or {}
         if headers.get("Status") is not None:
             return None
+        named = parse_msg_id(headers.get("Nats-Msg-Id", ""))
         return LastEvent(
             seq=int(headers["Nats-Sequence"]),
             type=headers.get(EVENT_TYPE_HEADER, "message"),
             attempt=int(headers.get(EVENT_ATTEMPT_HEADER, "0")),
+            producer=named.producer if named else "",
+            n=named.n if named else -1,
         )
 
     async def _read_batch(

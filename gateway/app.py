@@ -95,7 +95,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     store=store,
                     hub=hub,
                     history=history,
-                    appender=RunAppender(nc, history),
+                    # Atomic batches only where the server stages them cheaply (in memory, on a
+                    # replicated stream): see gateway.run_appender.
+                    appender=RunAppender(nc, history, atomic=settings.runs_replicas > 1),
                     directory=RunDirectory(temporal, store, history),
                     auth=auth,
                     rate_limiter=RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst),

@@ -7,6 +7,7 @@ events' ``Nats-Msg-Id`` makes the retry a no-op, answered as a ``duplicate``.
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated
 
 import msgspec
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 
 from agentstream.conditional_append import OutgoingEvent
-from agentstream.event_publisher import event_headers
+from agentstream.event_publisher import AGENT_PRODUCER, event_headers
 from agentstream.http import (
     BadRequest,
     PayloadTooLarge,
@@ -26,6 +27,7 @@ from agentstream.http import (
 from agentstream.openapi_bodies import json_body
 from agentstream.tokens import TokenError, verify_token
 from gateway.params import RunIdPath
+from gateway.run_appender import AgentEvent
 from gateway.state import State
 from schemas import (
     Cancelled,
@@ -40,7 +42,6 @@ from schemas import (
 
 router = APIRouter()
 
-PRODUCER = "agent"
 # Only the worker (which Temporal tells how the run ended) may end a run or restart an attempt.
 _WORKER_ONLY = (Done, Failed, Cancelled, Reset)
 
@@ -96,8 +97,11 @@ async def publish_chunk(
             )
     if not events:
         return json_response(Published(seqs=[]))
+    if any(later.n <= earlier.n for earlier, later in itertools.pairwise(events)):
+        # The numbers tell a retried post's stored part from the rest: they must increase.
+        raise BadRequest("event numbers (n) must increase within a post")
     outgoing = [
-        OutgoingEvent(data, event_headers(event, PRODUCER))
+        AgentEvent(event.n, OutgoingEvent(data, event_headers(event, AGENT_PRODUCER)))
         for event, data in zip(events, encoded, strict=True)
     ]
     stored = await gw.appender.append(claims.org, run, claims.attempt, outgoing)

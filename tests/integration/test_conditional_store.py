@@ -30,7 +30,7 @@ from agentstream.run_history import HistoryReader, LastEvent
 from agentstream.stack import binary_path
 from agentstream.stored_event import StoredEvent
 from agentstream.terminal_publisher import publish_terminal
-from gateway.run_appender import RunAppender
+from gateway.run_appender import AgentEvent, RunAppender
 from schemas import (
     AgentResult,
     Completeness,
@@ -88,6 +88,17 @@ def tokens(run: str, first: int, count: int, attempt: int = 1) -> list[OutgoingE
         Token(run=run, attempt=attempt, n=n, text=f"t{n}") for n in range(first, first + count)
     ]
     return [OutgoingEvent(encode(e), event_headers(e, "agent")) for e in events]
+
+
+def posted(run: str, first: int, count: int, attempt: int = 1) -> list[AgentEvent]:
+    """The same tokens as the bridge hands them to its appender."""
+    return [AgentEvent(first + i, e) for i, e in enumerate(tokens(run, first, count, attempt))]
+
+
+@pytest.fixture(params=[True, False], ids=["atomic", "chained"])
+def atomic(request: pytest.FixtureRequest) -> bool:
+    """Both ways the bridge stores a post."""
+    return bool(request.param)
 
 
 async def stored(nc: NATS, run: str) -> list[StoredEvent]:
@@ -186,29 +197,31 @@ class EndsRunAfterLooking(HistoryReader):
 
 
 async def test_a_run_ending_between_check_and_store_refuses_the_post_and_every_later_one(
-    nc: NATS,
+    nc: NATS, atomic: bool
 ) -> None:
     run = new_run()
     done = Done(run=run, result=AgentResult(final_answer="ok"))
-    appender = RunAppender(nc, EndsRunAfterLooking(nc, done))
+    appender = RunAppender(nc, EndsRunAfterLooking(nc, done), atomic=atomic)
     await publish_event(nc.jetstream(), ORG, Token(run=run, n=0, text="a"), producer="agent")
     for first in (1, 2):
         with pytest.raises(Conflict, match="finished"):
-            await appender.append(ORG, run, 1, tokens(run, first, 3))
+            await appender.append(ORG, run, 1, posted(run, first, 3))
     assert [e.type for e in await stored(nc, run)] == ["token", "done"]
 
 
 async def test_a_newer_attempt_starting_between_check_and_store_refuses_the_old_one(
-    nc: NATS,
+    nc: NATS, atomic: bool
 ) -> None:
     run = new_run()
-    appender = RunAppender(nc, EndsRunAfterLooking(nc, Reset(run=run, attempt=2)))
+    appender = RunAppender(nc, EndsRunAfterLooking(nc, Reset(run=run, attempt=2)), atomic=atomic)
     with pytest.raises(Conflict, match="superseded"):
-        await appender.append(ORG, run, 1, tokens(run, 0, 2))
+        await appender.append(ORG, run, 1, posted(run, 0, 2))
     assert [e.type for e in await stored(nc, run)] == ["reset"]
 
 
-async def test_consecutive_posts_skip_the_look_and_still_see_the_run_end(nc: NATS) -> None:
+async def test_consecutive_posts_skip_the_look_and_still_see_the_run_end(
+    nc: NATS, atomic: bool
+) -> None:
     run = new_run()
     history = HistoryReader(nc)
     looks = 0
@@ -219,17 +232,50 @@ async def test_consecutive_posts_skip_the_look_and_still_see_the_run_end(nc: NAT
             looks += 1
             return await history.last_event(org, run)
 
-    appender = RunAppender(nc, Counting(nc))
+    appender = RunAppender(nc, Counting(nc), atomic=atomic)
     for first in range(0, 30, 3):
-        result = await appender.append(ORG, run, 1, tokens(run, first, 3))
+        result = await appender.append(ORG, run, 1, posted(run, first, 3))
         assert len(result.seqs) == 3
     assert looks == 1, "one look for the attempt's first post, none after"
-    retried = await appender.append(ORG, run, 1, tokens(run, 27, 3))
+    retried = await appender.append(ORG, run, 1, posted(run, 27, 3))
     assert retried.duplicate, "a retry of a stored post is answered as stored, not refused"
     await publish_event(nc.jetstream(), ORG, Failed(run=run, reason="x"), producer="terminal")
     with pytest.raises(Conflict):
-        await appender.append(ORG, run, 1, tokens(run, 30, 1))
+        await appender.append(ORG, run, 1, posted(run, 30, 1))
     assert len(await stored(nc, run)) == 31
+
+
+async def test_a_retry_of_a_partly_stored_post_stores_only_the_rest_in_order(
+    nc: NATS, atomic: bool
+) -> None:
+    run = new_run()
+    post = posted(run, 0, 10)
+    # An earlier try stored the first four events one by one, then failed (a chained store cut
+    # off mid-post), and the agent retries the whole post, here through another replica.
+    for event in post[:4]:
+        expected = (await HistoryReader(nc).last_event(ORG, run) or LastEvent(0, "", 0)).seq
+        await append(nc, run_subject(ORG, run), [event.outgoing], expected_last=expected)
+    result = await RunAppender(nc, HistoryReader(nc), atomic=atomic).append(ORG, run, 1, post)
+    assert len(result.seqs) == 6 and not result.duplicate
+    assert texts(await stored(nc, run)) == [e.outgoing.data.decode() for e in post]
+    again = await RunAppender(nc, HistoryReader(nc), atomic=atomic).append(ORG, run, 1, post)
+    assert again.duplicate and again.seqs == []
+    assert len(await stored(nc, run)) == 10
+
+
+async def test_an_event_stored_long_before_is_skipped_not_stored_twice(
+    nc: NATS, atomic: bool
+) -> None:
+    run = new_run()
+    appender = RunAppender(nc, HistoryReader(nc), atomic=atomic)
+    await appender.append(ORG, run, 1, posted(run, 0, 3))
+    status = Reset(run=run, attempt=1, n=0)
+    await publish_event(nc.jetstream(), ORG, status, producer="call_agent")
+    # Events 1 and 2 again, after an event of another producer: their Nats-Msg-Id names them.
+    result = await appender.append(ORG, run, 1, posted(run, 1, 4))
+    assert len(result.seqs) == 2
+    ns = [decode_event(e.data).n for e in await stored(nc, run)]
+    assert ns == [0, 1, 2, 0, 3, 4]
 
 
 def proof_of(terminal: StoredEvent) -> Completeness | None:
