@@ -9,6 +9,7 @@ from typing import TextIO
 import httpx
 
 from agentstream.sse_client import SseMessage, follow_run
+from schemas import CompletenessTally
 
 EXIT_DONE = 0
 EXIT_FAILED = 1
@@ -34,6 +35,10 @@ class RunPrinter:
             self._mid_line = False
         self._out.write(text + "\n")
         self._out.flush()
+
+    def note(self, text: str) -> None:
+        """Print a line of the client's own, not an event."""
+        self._line(text)
 
     def show(self, message: SseMessage) -> None:
         """Print one event."""
@@ -66,6 +71,23 @@ class RunPrinter:
                 self._line(f"✗ run cancelled: {event.get('reason', '')}")
 
 
+def check_completeness(terminal: SseMessage, tally: CompletenessTally, printer: RunPrinter) -> bool:
+    """Whether every event the terminal event counts was received, each once; says so."""
+    claimed = terminal.json().get("completeness")
+    if claimed is None:
+        printer.note("(no completeness proof: the run's events had expired)")
+        return True
+    received = tally.proof()
+    if (received.events, received.sha256) != (claimed["events"], claimed["sha256"]):
+        printer.note(
+            f"✗ incomplete stream: received {received.events} events, "
+            f"the run had {claimed['events']} (or they differ)"
+        )
+        return False
+    printer.note(f"✓ all {received.events} events received (sha256 {received.sha256[:12]}…)")
+    return True
+
+
 async def chat(
     prompt: str,
     gateway: str,
@@ -88,10 +110,17 @@ async def chat(
         accepted = response.json()
         out.write(f"run {accepted['workflow_id']}\n")
         printer = RunPrinter(out)
+        tally = CompletenessTally()
         # The URL carries the run's stream token; it is relative when no PUBLIC_URL is set.
         stream_url = str(httpx.URL(gateway).join(accepted["stream_url"]))
         async for message in follow_run(client, stream_url):
             printer.show(message)
+            if not message.terminal:
+                if message.id is not None:
+                    tally.add(int(message.id), message.data.encode())
+                continue
+            if not check_completeness(message, tally, printer):
+                return EXIT_FAILED
             if message.event == "done":
                 return EXIT_DONE
             if message.event == "cancelled":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 
 from agentstream.processes import free_port
@@ -31,6 +32,7 @@ async def test_chat_prints_the_run_live_and_exits_zero_on_done(stack: LocalStack
     assert "· agent_started (offline-scripted)" in output
     assert "→ write_file" in output and "← run_command" in output
     assert "Final answer:" in output and "words: 4" in output
+    assert re.search(r"✓ all \d+ events received \(sha256 [0-9a-f]{12}…\)", output), output
 
 
 async def test_chat_sends_its_api_key_to_a_secured_gateway(stack: LocalStack) -> None:
