@@ -341,14 +341,12 @@ def _host_path(where: str, name: str, root: Path) -> Path:
 @pytest.mark.parametrize("where", list(WRITES_OUTSIDE))
 @pytest.mark.usefixtures("mount_view")
 async def test_a_command_writes_nothing_outside_its_workspace(
-    provider: LocalSandboxProvider, sandbox: LocalSandbox, where: str
+    sandbox: LocalSandbox, where: str
 ) -> None:
     name = f"agentstream-escape-{uuid.uuid4().hex}"
     root = sandbox._workspace.parent
     host = _host_path(where, name, root)
-    command = WRITES_OUTSIDE[where].format(
-        name=name, project=PROJECT, home=Path.home(), root=root
-    )
+    command = WRITES_OUTSIDE[where].format(name=name, project=PROJECT, home=Path.home(), root=root)
     try:
         await sandbox.run_command(command, timeout_s=10)
         assert not host.exists(), f"{command!r} wrote {host} on the host"
