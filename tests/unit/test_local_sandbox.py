@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -402,3 +404,40 @@ async def test_another_run_sees_nothing_of_this_run(provider: LocalSandboxProvid
         await asyncio.to_thread(Path("/tmp", name).unlink, missing_ok=True)
         await provider.destroy(mine.info)
         await provider.destroy(other.info)
+
+
+async def _no_mount_view(*, isolate_network: bool, limits: Limits) -> Isolation | None:
+    return None
+
+
+async def test_commands_are_refused_where_no_mount_view_can_be_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agentstream.sandbox.local.probe_isolation", _no_mount_view)
+    provider = LocalSandboxProvider(tmp_path / "root")
+    box = await provider.connect(await provider.create("run_refused"))
+    with pytest.raises(SandboxError, match="SANDBOX_ALLOW_UNCONFINED"):
+        await box.run_command("echo hello", timeout_s=10)
+    await box.write_file("still.txt", "file tools work")
+    assert await box.read_file("still.txt") == "file tools work"
+
+
+@pytest.fixture
+def traversable_root() -> Iterator[Path]:
+    """A sandbox root a run's uid can reach without a mount view (pytest's tmp is 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="agentstream-unconfined-"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_unconfined_commands_run_only_when_allowed(
+    traversable_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agentstream.sandbox.local.probe_isolation", _no_mount_view)
+    provider = LocalSandboxProvider(traversable_root, allow_unconfined=True)
+    box = await provider.connect(await provider.create("run_unconfined"))
+    result = await box.run_command("echo hello; pwd", timeout_s=10)
+    assert result.stdout.splitlines() == ["hello", str(box._workspace)]
+    await provider.destroy(box.info)
