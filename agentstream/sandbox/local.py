@@ -209,7 +209,9 @@ class LocalSandboxProvider:
         self._limits = limits or Limits()
         self._allow_network = allow_network
         self._allow_unconfined = allow_unconfined
+        # None once probed: commands are refused here.
         self._isolation: Isolation | None = None
+        self._probed = False
         self._probe_lock = asyncio.Lock()
         self._root.mkdir(parents=True, exist_ok=True)
         self._claims: UidClaims | None = None
@@ -223,19 +225,22 @@ class LocalSandboxProvider:
     async def _confinement(self) -> Isolation:
         """The isolation commands get here (probed once), or a refusal to run any."""
         async with self._probe_lock:
-            if self._isolation is None:
+            if not self._probed:
                 found = await probe_isolation(
                     isolate_network=not self._allow_network, limits=self._limits
                 )
+                self._probed = True
                 if found is None and not self._allow_unconfined:
                     log.error("sandbox commands refused: %s", _NO_MOUNT_VIEW)
-                    raise SandboxError(f"sandbox commands are disabled: {_NO_MOUNT_VIEW}")
-                if found is None:
+                elif found is None:
                     log.warning("sandbox commands run UNCONFINED (allowed): %s", _NO_MOUNT_VIEW)
+                    found = _UNCONFINED
                 elif not found.network and not self._allow_network:
                     log.warning("sandbox commands are NOT network-isolated: no network namespace")
-                self._isolation = found or _UNCONFINED
-            return self._isolation
+                self._isolation = found
+        if self._isolation is None:
+            raise SandboxError(f"sandbox commands are disabled: {_NO_MOUNT_VIEW}")
+        return self._isolation
 
     def _workspace(self, info: SandboxInfo) -> Path:
         return self._root / require_id("sandbox", info.id)
