@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import psutil
+
 Labels = tuple[tuple[str, str], ...]
 
 
@@ -59,6 +61,23 @@ def _number(value: float) -> str:
 def _escape(value: str) -> str:
     """Label values escaped as the exposition format requires."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def process_metrics() -> str:
+    """This process's resident memory and CPU time, under the names Prometheus client libraries'
+    process collectors use, so dashboards and ``agentstream loadtest`` find them as usual."""
+    process = psutil.Process()
+    with process.oneshot():
+        rss = process.memory_info().rss
+        times = process.cpu_times()
+    return (
+        "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+        "# TYPE process_resident_memory_bytes gauge\n"
+        f"process_resident_memory_bytes {rss}\n"
+        "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+        "# TYPE process_cpu_seconds_total counter\n"
+        f"process_cpu_seconds_total {times.user + times.system!r}\n"
+    )
 
 
 LIMIT_HITS = "limit_hits_total"

@@ -17,7 +17,7 @@ from temporalio.service import RPCError
 from agentstream.asgi_close_unread import CloseUnreadBodyMiddleware
 from agentstream.http import error_response, install_error_handlers, json_response
 from agentstream.message_store import MessageStore, open_pool
-from agentstream.metrics import Metrics
+from agentstream.metrics import Metrics, process_metrics
 from agentstream.nats_conn import connect_nats, ensure_runs_stream
 from agentstream.openapi_bodies import publish_body_schemas
 from agentstream.run_history import HistoryReader, HistoryUnavailable
@@ -133,7 +133,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_text() -> Response:
-        """Prometheus exposition of this replica's counters and gauges."""
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+        """Prometheus exposition of this replica's counters and gauges, memory and CPU time."""
+        text = metrics.render() + process_metrics()
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     return app

@@ -112,3 +112,7 @@ async def test_the_command_exits_zero_and_writes_its_report(
     assert written["summary"]["passed"] is True
     assert written["summary"]["outcomes"]["done"] == 4
     assert len(written["results"][0]["runs"]) == 4
+    # Gateways it did not start: their memory comes from each replica's /metrics.
+    replicas = written["summary"]["replicas"]
+    assert len(replicas) == 2 and all(r["source"] == "/metrics" for r in replicas)
+    assert all(r["rss_peak"] > 10_000_000 and r["cpu_last_s"] > 0 for r in replicas)

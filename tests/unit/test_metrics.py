@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from agentstream.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics
+import psutil
+
+from agentstream.loadtest.usage import parse_process_metrics
+from agentstream.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics, process_metrics
 
 
 def test_empty_metrics_render_as_a_lone_newline() -> None:
@@ -146,3 +149,10 @@ def test_label_values_are_escaped() -> None:
     metrics = Metrics()
     metrics.inc("x_total", "X.", path='a"b\\c\nd')
     assert 'agentstream_x_total{path="a\\"b\\\\c\\nd"} 1\n' in metrics.render()
+
+
+def test_process_metrics_give_this_processs_memory_and_cpu_in_prometheus_names() -> None:
+    values = parse_process_metrics(process_metrics())
+    rss = psutil.Process().memory_info().rss
+    assert 0.5 * rss < values["process_resident_memory_bytes"] < 2 * rss
+    assert values["process_cpu_seconds_total"] > 0
