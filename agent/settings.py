@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import msgspec
 
-from agentstream.demo_dataset import reader_dsn
+from agentstream.demo_dataset import DEMO_CONNECTION, reader_dsn
 from agentstream.env import (
     DEFAULT_DATABASE_URL,
     ConfigError,
@@ -14,7 +16,12 @@ from agentstream.env import (
     env_str,
 )
 
-DEMO_CONNECTION = "demo"
+# What the agent must never hold, with what it uses instead: sandbox commands run beside it and
+# could read them from its environment (/proc/<pid>/environ) when they share its user.
+_NOT_FOR_THE_AGENT = {
+    "CALLBACK_SECRET": "the worker hands it a callback token per run",
+    "DATABASE_URL": "AGENT_DATABASES names the databases it may read, each as a read-only role",
+}
 
 
 def parse_databases(raw: str) -> dict[str, str]:
@@ -51,7 +58,7 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 262_144
     max_concurrent_runs: int = 32
     # connection ID → DSN of a database the SQL tools may read; by default the demo dataset,
-    # reached as the read-only role on the stack's database.
+    # reached as the read-only role on the local PostgreSQL (the local stack sets it).
     databases: dict[str, str] = msgspec.field(default_factory=dict)
     default_connection: str = DEMO_CONNECTION
     sql_timeout_ms: int = 5_000
@@ -61,7 +68,13 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls) -> AgentSettings:
-        """Read the settings from the process environment."""
+        """Read the settings from the process environment; refuse one that holds a secret."""
+        for name, instead in _NOT_FOR_THE_AGENT.items():
+            if os.environ.get(name):
+                raise ConfigError(
+                    f"{name} is set, but the agent must not hold it (sandbox commands could read"
+                    f" it from the agent's environment): unset it; {instead}"
+                )
         return cls(
             model=env_str("AGENT_MODEL", ""),
             openai_base_url=env_opt("OPENAI_BASE_URL"),
@@ -80,7 +93,7 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
             max_concurrent_runs=env_int("AGENT_MAX_CONCURRENT_RUNS", 32),
             databases=parse_databases(
                 env_opt("AGENT_DATABASES")
-                or f"{DEMO_CONNECTION}={reader_dsn(env_str('DATABASE_URL', DEFAULT_DATABASE_URL))}"
+                or f"{DEMO_CONNECTION}={reader_dsn(DEFAULT_DATABASE_URL)}"
             ),
             default_connection=env_str("AGENT_DEFAULT_CONNECTION", DEMO_CONNECTION),
             sql_timeout_ms=env_int("AGENT_SQL_TIMEOUT_MS", 5_000),

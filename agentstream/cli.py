@@ -7,10 +7,14 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
-from agentstream.env import env_str
+from agentstream.env import ConfigError, env_str
 from agentstream.serve import configure_logging
+
+_Settings = TypeVar("_Settings")
 
 DEMO_PROMPTS = (
     "Write a short script that analyses this sentence, run it, and tell me what it found.",
@@ -18,11 +22,20 @@ DEMO_PROMPTS = (
 )
 
 
-def _exit(code: int) -> None:
+def _exit(code: int) -> NoReturn:
     """Leave without interpreter teardown, where temporalio's native runtime can crash."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _configured(command: str, read: Callable[[], _Settings]) -> _Settings:
+    """A service's settings, or exit 2 with the reason (no traceback: it is the user's to fix)."""
+    try:
+        return read()
+    except ConfigError as exc:
+        print(f"agentstream {command}: configuration error: {exc}", file=sys.stderr, flush=True)
+        _exit(2)
 
 
 def _stack_config(args: argparse.Namespace) -> object:
@@ -147,20 +160,27 @@ def main(argv: list[str] | None = None) -> None:
 
         _exit(run_loadtest(args))
     elif args.command == "gateway":
+        from gateway.settings import GatewaySettings
+
+        # Settings first: a refusal comes before the heavy imports.
+        gateway_settings = _configured("gateway", GatewaySettings.from_env)
         from agentstream.serve import serve
         from gateway.app import create_app
 
-        serve(create_app(), host=args.host, port=args.port)
+        serve(create_app(gateway_settings), host=args.host, port=args.port)
     elif args.command == "agent":
+        from agent.settings import AgentSettings
+
+        agent_settings = _configured("agent", AgentSettings.from_env)
         from agent.app import create_app as create_agent_app
         from agentstream.serve import serve
 
-        serve(create_agent_app(), host=args.host, port=args.port)
+        serve(create_agent_app(agent_settings), host=args.host, port=args.port)
     elif args.command == "worker":
         from worker.main import main as worker_main
         from worker.settings import WorkerSettings
 
-        settings = WorkerSettings.from_env()
+        settings = _configured("worker", WorkerSettings.from_env)
         if args.org:
             settings = WorkerSettings(**{**_fields(settings), "orgs": args.org})
         worker_main(settings)

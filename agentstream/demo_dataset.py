@@ -17,6 +17,8 @@ DATASET_VERSION = 1
 SEED = 20_261_121
 ROWS = 5_000
 READER_ROLE = "agentstream_reader"
+# The connection ID the agent's SQL tools reach the demo dataset by.
+DEMO_CONNECTION = "demo"
 _LOCK_KEY = 0x6B6F_7065_7261  # "kopera"
 
 # (province, island group, capital, other regencies/cities) — real names.

@@ -52,5 +52,35 @@ def env_list(name: str, default: list[str]) -> list[str]:
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-# A development secret so the local stack runs with no configuration; deployments set their own.
+# A development secret for services started by hand on a developer's machine, accepted only where
+# LOCAL_STACK_ENV says so; `agentstream up` mints a random one per stack.
 DEV_CALLBACK_SECRET = "agentstream-dev-secret-change-me"
+# Set to 1 by the local stack (or by hand, on a developer's machine): this is not a deployment.
+LOCAL_STACK_ENV = "AGENTSTREAM_LOCAL_STACK"
+# The deploy/ templates' placeholder, in any case: never a secret.
+_PLACEHOLDER_SECRET = "change-me"
+
+
+def callback_secret_from_env() -> str:
+    """``CALLBACK_SECRET``; the built-in development secret only inside the local stack.
+
+    Anyone who knows the secret can forge callback and stream tokens for every run, so a
+    deployment must not run with a public one by accident: unset, the development secret or a
+    template placeholder is a :class:`ConfigError`, unless ``AGENTSTREAM_LOCAL_STACK=1``.
+    """
+    secret = os.environ.get("CALLBACK_SECRET") or ""
+    if os.environ.get(LOCAL_STACK_ENV) == "1":
+        return secret or DEV_CALLBACK_SECRET
+    if not secret:
+        problem = "is not set"
+    elif secret == DEV_CALLBACK_SECRET:
+        problem = "is the built-in development secret"
+    elif secret.lower() == _PLACEHOLDER_SECRET:
+        problem = "is the deploy template's placeholder"
+    else:
+        return secret
+    raise ConfigError(
+        f"CALLBACK_SECRET {problem}: set it to a random secret shared by every gateway and "
+        "worker (e.g. `openssl rand -hex 32`); on a development machine, "
+        f"{LOCAL_STACK_ENV}=1 accepts the built-in development secret"
+    )

@@ -20,11 +20,26 @@ from pathlib import Path
 import asyncpg
 from temporalio.client import Client as TemporalClient
 
-from agentstream.demo_dataset import ensure_demo_dataset
+from agentstream.demo_dataset import DEMO_CONNECTION, ensure_demo_dataset, reader_dsn
+from agentstream.env import LOCAL_STACK_ENV
 from agentstream.postgres import LocalDatabase, local_database
 from agentstream.processes import ServiceProcess, free_port, port_or_free
 
 _READY_TIMEOUT_S = 60.0
+
+# For gateways and workers only. The agent runs sandbox commands, which could read its
+# environment: it gets a callback token per run and a read-only DSN instead (as in deploy/).
+_TRUSTED_ONLY = (
+    "CALLBACK_SECRET",
+    "DATABASE_URL",
+    "API_KEYS",
+    "JWT_HS256_SECRET",
+    "NATS_URL",
+    "NATS_USER",
+    "NATS_PASSWORD",
+    "NATS_CREDS",
+    "NATS_TLS_KEY",
+)
 
 # How to tell that a started part serves: awaited after every start and restart.
 Readiness = Callable[[ServiceProcess], Awaitable[None]]
@@ -124,8 +139,18 @@ class LocalStack:
             GATEWAY_URL=",".join(self.gateway_urls),
             PYTHONUNBUFFERED="1",
         )
+        # Says explicitly that this is no deployment (see agentstream.env).
+        env[LOCAL_STACK_ENV] = "1"
         env.update(self.config.service_env)
         env.update(extra)
+        return env
+
+    def agent_env(self, **extra: str) -> dict[str, str]:
+        """The agent's environment: the services' one without what only they may hold."""
+        reader = f"{DEMO_CONNECTION}={reader_dsn(self.database_url)}"
+        env = self._service_env(**{"AGENT_DATABASES": reader, **extra})
+        for name in _TRUSTED_ONLY:
+            env.pop(name, None)
         return env
 
     def _module(self, *args: str) -> list[str]:
@@ -222,7 +247,7 @@ class LocalStack:
             ServiceProcess(
                 name,
                 self._module("agent", "--port", str(port)),
-                self._service_env(**extra),
+                self.agent_env(**extra),
                 self.log_dir,
             ),
             lambda p: p.wait_http_ok(f"http://127.0.0.1:{port}/healthz", _READY_TIMEOUT_S),
