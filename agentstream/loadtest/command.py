@@ -104,6 +104,7 @@ async def loadtest(args: argparse.Namespace) -> int:
             org=args.org,
             api_key=args.api_key or None,
             idle_timeout_s=args.idle_timeout,
+            post_timeout_s=args.post_timeout,
         )
         config = LoadConfig(
             runs=args.runs,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from agentstream.env import env_str
+
 DEFAULT_MESSAGE = "Write a short script that counts the words of this sentence and run it."
 
 
@@ -59,13 +61,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     load.add_argument("--message", default=DEFAULT_MESSAGE, help="what every run is asked")
     load.add_argument("--org", help="org to start runs in")
-    load.add_argument("--api-key", default="", help="bearer API key for POST /api/messages")
+    load.add_argument(
+        "--api-key",
+        default=env_str("AGENTSTREAM_API_KEY", ""),
+        help="bearer API key for POST /api/messages (or AGENTSTREAM_API_KEY)",
+    )
     load.add_argument("--seed", type=int, help="seed for drop points (repeatable runs)")
     load.add_argument(
         "--idle-timeout",
         type=float,
         default=45.0,
         help="a stream silent this long (keepalives included) counts as broken (default 45)",
+    )
+    load.add_argument(
+        "--post-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for POST /api/messages before retrying it (default 60)",
     )
     kill = parser.add_argument_group("replica failure (--stack only)")
     kill.add_argument(

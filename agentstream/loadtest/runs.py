@@ -33,6 +33,9 @@ class RunPlan:
     org: str | None = None
     api_key: str | None = None
     connect_timeout_s: float = 30.0
+    # A POST retried after a timeout is safe (same Idempotency-Key), but each retry costs the
+    # gateway again: under a crowd, starting a workflow can take tens of seconds.
+    post_timeout_s: float = 60.0
     idle_timeout_s: float = 45.0
 
 
@@ -120,9 +123,9 @@ async def _post(plan: RunPlan, index: int, record: RunRecord, posted_at: float) 
                 "/api/messages",
                 headers=headers,
                 body=payload,
-                timeout_s=plan.connect_timeout_s,
+                timeout_s=plan.post_timeout_s,
             ) as response:
-                answer = await response.read(plan.connect_timeout_s)
+                answer = await response.read(plan.post_timeout_s)
             if response.status == 202:
                 accepted = json.loads(answer)
                 record.accepted_s = loop.time() - posted_at
