@@ -132,11 +132,12 @@ async def _post(plan: RunPlan, index: int, record: RunRecord, posted_at: float) 
                 record.reason = ""
                 return _Accepted(str(accepted["workflow_id"]), str(accepted["stream_token"]))
             record.reason = f"POST /api/messages answered {response.status}: {answer[:300]!r}"
+            if response.status < 500 and response.status != 429:
+                raise _Refused(record.reason)
             if response.status == 429:
                 record.post_throttled += 1
+            if response.status == 429 or "retry-after" in response.headers:
                 pause = _retry_after(response.headers.get("retry-after"))
-            elif response.status < 500:
-                raise _Refused(record.reason)
         except HttpError as exc:
             record.reason = f"POST /api/messages: {exc}"
         failures += 1

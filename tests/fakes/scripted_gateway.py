@@ -34,6 +34,8 @@ class Fault(enum.StrEnum):
     REPEAT = "repeat"
     # The terminal event carries no proof.
     NO_PROOF = "no_proof"
+    # Not a stream fault: the first POST of each Idempotency-Key is answered 429.
+    THROTTLE = "throttle"
 
 
 class ScriptedGateway:
@@ -41,7 +43,9 @@ class ScriptedGateway:
 
     def __init__(self, fault: Fault) -> None:
         self.fault = fault
-        self._runs = 0
+        # Idempotency-Key → run, and how many POSTs carried each key.
+        self.runs_by_key: dict[str, str] = {}
+        self.posts_by_key: dict[str, int] = {}
 
     def _events(self, run: str) -> list[tuple[int, bytes]]:
         # Sequences interleave as a shared stream's would: each run's are not contiguous.
@@ -83,6 +87,17 @@ class ScriptedGateway:
         frames.append(b"id: %d\r\nevent: done\r\ndata: %s\r\n\r\n" % (10**6, done.encode()))
         return frames
 
+    def _post(self, key: str) -> bytes:
+        self.posts_by_key[key] = self.posts_by_key.get(key, 0) + 1
+        if self.fault == Fault.THROTTLE and self.posts_by_key[key] == 1:
+            return b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n"
+        run = self.runs_by_key.setdefault(key, f"run_{len(self.runs_by_key)}")
+        body = json.dumps({"workflow_id": run, "stream_token": "t"}).encode()
+        return (
+            b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One request per connection, as the load test's client sends them."""
         try:
@@ -96,13 +111,7 @@ class ScriptedGateway:
             await reader.readexactly(int(headers.get("content-length", "0")))
             path = target.split("?", 1)[0]
             if method == "POST" and path == "/api/messages":
-                run = f"run_{self._runs}"
-                self._runs += 1
-                body = json.dumps({"workflow_id": run, "stream_token": "t"}).encode()
-                writer.write(
-                    b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-                )
+                writer.write(self._post(headers.get("idempotency-key", "")))
             elif method == "GET" and path.startswith("/api/stream/"):
                 after = int(headers.get("last-event-id", "0"))
                 writer.write(
@@ -123,9 +132,10 @@ class ScriptedGateway:
 
 
 @contextlib.asynccontextmanager
-async def serve_scripted_gateway(fault: Fault, replicas: int = 2) -> AsyncIterator[list[str]]:
-    """The stand-in on ``replicas`` ports of loopback (one state, like replicas of one stack)."""
-    gateway = ScriptedGateway(fault)
+async def serve_scripted_gateway(
+    gateway: ScriptedGateway, replicas: int = 2
+) -> AsyncIterator[list[str]]:
+    """``gateway`` on ``replicas`` ports of loopback (one state, like replicas of one stack)."""
     servers = [await asyncio.start_server(gateway.handle, HOST, 0) for _ in range(replicas)]
     try:
         yield [f"http://{HOST}:{s.sockets[0].getsockname()[1]}" for s in servers]

@@ -11,14 +11,20 @@ from agentstream.loadtest.proof import Verdict
 from agentstream.loadtest.report import Summary, summarize
 from agentstream.loadtest.runs import RunPlan
 from agentstream.loadtest.usage import MetricsUsage
-from tests.fakes.scripted_gateway import EVENTS_PER_RUN, FAULTY_EVENT, Fault, serve_scripted_gateway
+from tests.fakes.scripted_gateway import (
+    EVENTS_PER_RUN,
+    FAULTY_EVENT,
+    Fault,
+    ScriptedGateway,
+    serve_scripted_gateway,
+)
 
 RUNS = 6
 READERS = 2
 
 
-async def _load(fault: Fault) -> Summary:
-    async with serve_scripted_gateway(fault) as urls:
+async def _load(fault: Fault, gateway: ScriptedGateway | None = None) -> Summary:
+    async with serve_scripted_gateway(gateway or ScriptedGateway(fault)) as urls:
         origins = [Origin.parse(url) for url in urls]
         plan = RunPlan(
             gateways=origins,
@@ -64,3 +70,13 @@ async def test_a_repeated_event_is_reported_as_duplicated() -> None:
     assert not summary.passed
     assert summary.events_duplicated == RUNS * READERS
     assert "12 event(s) duplicated" in summary.problems
+
+
+async def test_a_throttled_post_is_retried_with_the_same_key_not_failed() -> None:
+    gateway = ScriptedGateway(Fault.THROTTLE)
+    summary = await _load(Fault.THROTTLE, gateway)
+    assert summary.passed, summary.problems
+    assert summary.post_throttled == RUNS and summary.post_attempts == 2 * RUNS
+    # Each run's retry carried its first try's Idempotency-Key.
+    assert sorted(gateway.posts_by_key.values()) == [2] * RUNS
+    assert len(gateway.runs_by_key) == RUNS
