@@ -25,6 +25,7 @@ from agentstream.temporal_codec import data_converter
 from gateway.auth import Authenticator
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
+from gateway.open_runs import OpenRuns
 from gateway.routes import bridge, messages, runs, stream
 from gateway.run_appender import RunAppender
 from gateway.run_directory import RunDirectory
@@ -99,6 +100,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     # replicated stream): see gateway.run_appender.
                     appender=RunAppender(nc, history, atomic=settings.runs_replicas > 1),
                     directory=RunDirectory(temporal, store, history),
+                    open_runs=OpenRuns(temporal),
                     auth=auth,
                     rate_limiter=RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst),
                     stream_slots=StreamSlots(settings.max_streams_per_key),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client, WorkflowExecutionStatus
+import time
+
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from agentstream.message_store import MessageStore
 from agentstream.run_history import HistoryReader
-from schemas import DEFAULT_ORG, RunView, is_valid_id
+from schemas import DEFAULT_ORG, WAITING_FOR_AGENT_SINCE, RunView, is_valid_id
 from schemas.messages import RunState
 
 _STATES: dict[WorkflowExecutionStatus, RunState] = {
@@ -28,6 +31,24 @@ def org_of_task_queue(task_queue: str) -> str:
 
 
 _ENDED: dict[str, RunState] = {"failed": "failed", "cancelled": "cancelled"}
+
+
+async def waiting_for_agent_s(description: WorkflowExecutionDescription) -> float | None:
+    """How long the run has waited for an agent, if it is waiting; from the description alone.
+
+    The workflow notes when it began waiting (a memo) before it schedules ``call_agent``; it
+    waits for as long as that activity is scheduled but not started (in the agent-call queue,
+    or between tries after an agent refused it as busy).
+    """
+    waiting = any(
+        pending.activity_type.name == "call_agent"
+        and pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+        for pending in description.raw_description.pending_activities
+    )
+    if not waiting:
+        return None
+    since = await description.memo_value(WAITING_FOR_AGENT_SINCE, None, type_hint=float)
+    return None if since is None else round(max(0.0, time.time() - since), 3)
 
 
 class RunDirectory:
@@ -58,9 +79,12 @@ class RunDirectory:
             # is still publishing its terminal event.
             return RunView(workflow_id=run, status="completed", result=stored.result, org=org)
         status = _STATES.get(description.status, "running") if description.status else "running"
+        waiting: float | None = None
         if status == "running":
             # The terminal event is published just before the workflow closes: trust it.
             last = await self._history.last_event(org, run)
             if last is not None and last.type in _ENDED:
                 status = _ENDED[last.type]
-        return RunView(workflow_id=run, status=status, org=org)
+            else:
+                waiting = await waiting_for_agent_s(description)
+        return RunView(workflow_id=run, status=status, org=org, waiting_for_agent_s=waiting)

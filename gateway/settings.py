@@ -15,6 +15,7 @@ from agentstream.env import (
     env_str,
 )
 from agentstream.nats_conn import NatsSettings
+from schemas import DEFAULT_RUN_TIMEOUT_S
 
 
 class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,6 +56,11 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_rps: float = 20.0
     rate_limit_burst: int = 40
     max_streams_per_key: int = 64
+    # Every run's overall deadline (its workflow's execution timeout): past it, it fails.
+    run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S
+    # Runs an org may have open at once (waiting for an agent, or running); past it
+    # POST /api/messages answers 429 at the door instead of queueing without end.
+    max_open_runs_per_org: int = 1_000
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -90,4 +96,6 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             rate_limit_rps=env_float("RATE_LIMIT_RPS", 20.0),
             rate_limit_burst=env_int("RATE_LIMIT_BURST", 40),
             max_streams_per_key=env_int("MAX_STREAMS_PER_KEY", 64),
+            run_timeout_s=env_float("RUN_TIMEOUT_S", DEFAULT_RUN_TIMEOUT_S),
+            max_open_runs_per_org=env_int("MAX_OPEN_RUNS_PER_ORG", 1_000),
         )

@@ -16,6 +16,7 @@ from agentstream.run_history import HistoryReader
 from gateway.auth import Authenticator, Principal
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
+from gateway.open_runs import OpenRuns
 from gateway.run_appender import RunAppender
 from gateway.run_directory import RunDirectory
 from gateway.settings import GatewaySettings
@@ -34,6 +35,7 @@ class GatewayState:
     history: HistoryReader
     appender: RunAppender
     directory: RunDirectory
+    open_runs: OpenRuns
     auth: Authenticator
     rate_limiter: RateLimiter
     stream_slots: StreamSlots

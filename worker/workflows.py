@@ -52,8 +52,9 @@ _BOUNDED = RetryPolicy(
 # Publishing an event only fails while NATS is away: keep trying.
 _PUBLISH = RetryPolicy(initial_interval=timedelta(milliseconds=500))
 _HEARTBEAT = timedelta(seconds=10)
-# Kept back from the run's deadline to stop its stage, destroy its sandbox and end its stream
-# before Temporal's execution timeout closes the workflow without either.
+# Kept back from the run's deadline (at most a third of it) to stop its stage, destroy its
+# sandbox and end its stream before Temporal's execution timeout closes the workflow without
+# either. Stopping the agent takes up to a heartbeat interval (when cancellation reaches it).
 _CLEANUP_RESERVE = timedelta(seconds=30)
 
 T = TypeVar("T")
@@ -72,7 +73,7 @@ class ChatWorkflow:
         self._sandbox: SandboxInfo | None = None
         self._timeout = info.execution_timeout or timedelta(seconds=DEFAULT_RUN_TIMEOUT_S)
         self._deadline = (
-            info.workflow_start_time + self._timeout - min(_CLEANUP_RESERVE, self._timeout / 10)
+            info.workflow_start_time + self._timeout - min(_CLEANUP_RESERVE, self._timeout / 3)
         )
 
     @workflow.run
