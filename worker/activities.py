@@ -72,7 +72,7 @@ class PublishStatusInput(msgspec.Struct, frozen=True, kw_only=True):
     stage: Stage
 
 
-def _capacity_refusal(response: httpx.Response) -> Busy | None:
+def capacity_refusal(response: httpx.Response) -> Busy | None:
     """The agent's answer as a :class:`Busy` when it refused for capacity, else None."""
     if response.status_code != 503:
         return None
@@ -274,7 +274,7 @@ class RunActivities:
             except httpx.HTTPError as exc:
                 raise ApplicationError(f"agent service unreachable: {exc!r}") from None
         if response.status_code >= 400:
-            refusal = _capacity_refusal(response)
+            refusal = capacity_refusal(response)
             if refusal is not None:
                 raise refusal
             raise ApplicationError(

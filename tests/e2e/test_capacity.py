@@ -18,6 +18,7 @@ from agentstream.sse_client import SseMessage
 from agentstream.stack import LocalStack
 from agentstream.temporal_codec import data_converter
 from tests.e2e.runs import assert_complete, read_whole_run, start_run
+from tests.fakes.openai_server import FakeOpenAIServer, run_openai_server
 
 
 def _org(case: str) -> str:
@@ -237,3 +238,38 @@ async def test_a_run_past_its_deadline_fails_saying_so_and_leaves_no_sandbox(
     # The workflow ended the run itself, before Temporal's timeout would have cut it off.
     assert messages[-1].json()["ts"] - messages[0].json()["ts"] < 12e9
     assert not (stack.sandbox_root / run).exists(), "the sandbox was destroyed"
+
+
+async def test_a_rate_limited_model_is_retried_more_often_than_failures_are(
+    stack: LocalStack, http: httpx.AsyncClient
+) -> None:
+    # The model provider answers 429 four times in a row, after the first step streamed: more
+    # refusals than the agent call's three allowed failures. Each retry starts with a reset.
+    fake = FakeOpenAIServer(rate_limited=frozenset({2, 3, 4, 5}))
+    org = _org("ratelimited")
+    gateway = stack.gateway_urls[0]
+    async with run_openai_server(fake) as base_url:
+        model = {
+            "AGENT_MODEL": "openai:gpt-4o-mini",
+            "OPENAI_API_KEY": "test-key",
+            "OPENAI_BASE_URL": base_url,
+        }
+        async with stack.dedicated_agent(org, env=model):
+            run = await start_run(http, gateway, "Say hello from the sandbox", org=org)
+            messages = await read_whole_run(http, gateway, run)
+
+    assert_complete(messages)
+    assert messages[-1].event == "done", messages[-1].data
+    resets = [m.json()["attempt"] for m in messages if m.event == "reset"]
+    assert resets == [2, 3, 4, 5], "each attempt after a mid-run refusal takes its output back"
+    temporal = await _temporal(stack)
+    history = temporal.get_workflow_handle(run).fetch_history_events()
+    retried = [
+        event.activity_task_started_event_attributes.last_failure
+        async for event in history
+        if event.HasField("activity_task_started_event_attributes")
+        and event.activity_task_started_event_attributes.attempt > 1
+    ]
+    assert len(retried) == 1
+    assert retried[0].application_failure_info.type == "CapacityRefused"
+    assert "model_rate_limited" in retried[0].message

@@ -284,11 +284,19 @@ def _validation_problem(body: Any) -> str | None:
 class FakeOpenAIServer:
     """The scripted Chat Completions app, recording every accepted request body."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, rate_limited: frozenset[int] = frozenset()) -> None:
+        """``rate_limited``: which requests (counted from 1) are refused with 429."""
         self.requests: list[JSONObject] = []
+        self.rate_limited = rate_limited
+        self.received = 0
         self.app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
 
     async def _chat(self, request: Request) -> Response:
+        self.received += 1
+        if self.received in self.rate_limited:
+            response = _error(429, "Rate limit reached for requests.", "rate_limit_exceeded")
+            response.headers["Retry-After"] = "1"
+            return response
         raw = await _read_body(request, MAX_BODY_BYTES)
         if raw is None:
             return _error(413, f"Request body exceeds {MAX_BODY_BYTES} bytes.", "body_too_large")
