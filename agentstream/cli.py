@@ -57,7 +57,7 @@ def _print_stack(stack: object) -> None:
     for url in stack.gateway_urls:
         print(f"  gateway      {url}   (POST /api/messages, GET /api/stream/{{id}})")
     print(f"  agent        {stack.agent_url}")
-    print(f"  nats         {stack.nats_url}")
+    print(f"  nats         {stack.nats_url}   (monitoring {stack.nats_monitor_url})")
     print(f"  temporal     {stack.temporal_address}", end="")
     print(f"   (UI http://127.0.0.1:{stack.temporal_ui_port})" if stack.config.temporal_ui else "")
     assert stack.database is not None

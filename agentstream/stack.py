@@ -87,6 +87,8 @@ class LocalStack:
             return port_or_free(preferred) if fixed else free_port()
 
         self.nats_port = port(4222)
+        # NATS's monitoring endpoint (/connz, /subsz): what each connection subscribes to.
+        self.nats_monitor_port = port(8222)
         self.temporal_port = port(7233)
         self.temporal_ui_port = port(8233)
         self.agent_port = port(8100)
@@ -102,6 +104,11 @@ class LocalStack:
     def nats_url(self) -> str:
         """Where NATS listens."""
         return f"nats://127.0.0.1:{self.nats_port}"
+
+    @property
+    def nats_monitor_url(self) -> str:
+        """NATS's monitoring endpoint."""
+        return f"http://127.0.0.1:{self.nats_monitor_port}"
 
     @property
     def temporal_address(self) -> str:
@@ -176,6 +183,8 @@ class LocalStack:
                     "127.0.0.1",
                     "-p",
                     str(self.nats_port),
+                    "-m",
+                    str(self.nats_monitor_port),
                     "-js",
                     "-sd",
                     str(store),
