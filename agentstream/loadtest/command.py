@@ -55,11 +55,11 @@ async def _target(args: argparse.Namespace) -> AsyncIterator[tuple[list[str], Us
         )
     )
 
-    def gateway_pids() -> dict[str, int]:
+    def stack_pids() -> dict[str, int]:
         return {
             name: process.pid
             for name, process in stack.processes.items()
-            if name.startswith("gateway-") and process.running and process.pid is not None
+            if process.running and process.pid is not None
         }
 
     async def kill() -> str:
@@ -70,7 +70,7 @@ async def _target(args: argparse.Namespace) -> AsyncIterator[tuple[list[str], Us
     try:
         async with stack.running():
             print(f"local stack up: gateways {' '.join(stack.gateway_urls)}", flush=True)
-            yield stack.gateway_urls, ProcessUsage(gateway_pids), kill
+            yield stack.gateway_urls, ProcessUsage(stack_pids), kill
     finally:
         shutil.rmtree(state, ignore_errors=True)
 

@@ -1,5 +1,6 @@
-"""The crowd: N simulated users started together (or at a set rate), a replica killed part-way if
-asked, the gateways' memory sampled throughout, and the generator's own CPU measured."""
+"""The crowd: N simulated users started together (or at a set rate), a replica killed part-way
+if asked, memory and CPU of the system under test sampled throughout, and the generator's own
+CPU measured."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import msgspec
 
 from agentstream.loadtest.records import RunRecord
 from agentstream.loadtest.runs import RunPlan, drive_run
-from agentstream.loadtest.usage import ReplicaUsage, Usage, sample_until
+from agentstream.loadtest.usage import Usage, UsageFigures, sample_until
 
 # What ``kill`` says it killed (a replica's name).
 Kill = Callable[[], Awaitable[str]]
@@ -47,7 +48,7 @@ class LoadResult(msgspec.Struct, kw_only=True):
     wall_s: float
     generator_cpu_s: float
     generator_rss_peak: int
-    replicas: list[ReplicaUsage]
+    processes: list[UsageFigures]
     kill: KillRecord | None = None
 
 
@@ -117,6 +118,6 @@ async def run_load(
         generator_cpu_s=_cpu_s() - cpu_started,
         # ru_maxrss is in KiB on Linux.
         generator_rss_peak=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        replicas=list(usage.replicas.values()),
+        processes=list(usage.figures.values()),
         kill=kill_record,
     )

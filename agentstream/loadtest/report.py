@@ -13,7 +13,7 @@ import msgspec
 from agentstream.loadtest.load import KillRecord, LoadResult
 from agentstream.loadtest.proof import Verdict
 from agentstream.loadtest.records import Outcome, RunRecord
-from agentstream.loadtest.usage import ReplicaUsage
+from agentstream.loadtest.usage import UsageFigures
 
 _SHOWN_PROBLEMS = 8
 
@@ -52,7 +52,9 @@ class Summary(msgspec.Struct, kw_only=True):
     generator_cpu_s: float
     generator_cpu_share: float
     generator_rss_peak: int
-    replicas: list[ReplicaUsage]
+    gateways: list[UsageFigures]
+    # With --stack: the other parts of the stack (agent, worker, NATS, Temporal).
+    other_processes: list[UsageFigures]
     kill_requested: bool
     kill: KillRecord | None
     problems: list[str]
@@ -118,7 +120,8 @@ def summarize(results: list[LoadResult], *, kill_requested: bool = False) -> Sum
         generator_cpu_s=cpu_s,
         generator_cpu_share=cpu_s / wall_s if wall_s > 0 else 0.0,
         generator_rss_peak=max((result.generator_rss_peak for result in results), default=0),
-        replicas=[replica for result in results for replica in result.replicas],
+        gateways=[p for result in results for p in result.processes if p.gateway],
+        other_processes=[p for result in results for p in result.processes if not p.gateway],
         kill_requested=kill_requested,
         kill=kill,
         problems=[],
@@ -164,6 +167,11 @@ def _mib(value: int | None) -> str:
     return "-" if value is None else f"{value / 1_048_576:,.1f} MiB"
 
 
+def _cpu(figures: UsageFigures) -> str:
+    cpu = figures.cpu_s
+    return "-" if cpu is None else f"{cpu:,.1f} s"
+
+
 def print_summary(summary: Summary, out: TextIO) -> None:
     """The table a person reads."""
     w = out.write
@@ -196,16 +204,19 @@ def print_summary(summary: Summary, out: TextIO) -> None:
             f"killed        {summary.kill.replica} (SIGKILL) at {summary.kill.at_s:.1f}s, "
             f"{summary.kill.runs_finished} runs finished by then\n"
         )
-    for replica in summary.replicas:
-        cpu = replica.cpu_s
-        cpu_text = "-" if cpu is None else f"{cpu:.1f} s"
+    for replica in summary.gateways:
         w(
             f"gateway       {replica.name}: RSS {_mib(replica.rss_first)} → peak "
-            f"{_mib(replica.rss_peak)}, last {_mib(replica.rss_last)}; CPU {cpu_text} "
+            f"{_mib(replica.rss_peak)}, last {_mib(replica.rss_last)}; CPU {_cpu(replica)} "
             f"({replica.source}, {replica.samples} samples)\n"
         )
-    if not summary.replicas or all(r.rss_peak is None for r in summary.replicas):
+    if all(r.rss_peak is None for r in summary.gateways):
         w("gateway       memory not known: the replicas expose no process metrics\n")
+    if summary.other_processes:
+        parts = ", ".join(
+            f"{p.name} {_cpu(p)} (peak {_mib(p.rss_peak)})" for p in summary.other_processes
+        )
+        w(f"stack CPU     {parts}\n")
     w(
         f"generator     {summary.generator_cpu_s:.1f} s CPU in {summary.wall_s:.1f} s "
         f"({summary.generator_cpu_share:.0%} of one core), peak RSS "

@@ -1,6 +1,7 @@
-"""Memory and CPU of the gateway replicas while the load runs.
+"""Memory and CPU of the system under test while the load runs.
 
-Against its own stack the load test reads the replicas' processes (psutil). Against gateways it
+Against its own stack the load test reads every part's process (psutil): the gateway replicas,
+and the agent, worker, NATS and Temporal, which say where the time goes. Against gateways it
 did not start, it reads each replica's ``/metrics`` for the standard
 ``process_resident_memory_bytes`` and ``process_cpu_seconds_total``, when the replica exposes them.
 """
@@ -20,10 +21,11 @@ _RSS_METRIC = "process_resident_memory_bytes"
 _CPU_METRIC = "process_cpu_seconds_total"
 
 
-class ReplicaUsage(msgspec.Struct, kw_only=True):
-    """One replica over the test: resident memory first/peak/last, CPU seconds it used."""
+class UsageFigures(msgspec.Struct, kw_only=True):
+    """One process over the test: resident memory first/peak/last, CPU seconds it used."""
 
     name: str
+    gateway: bool
     source: str
     samples: int = 0
     rss_first: int | None = None
@@ -58,26 +60,27 @@ class _Probe:
 
 
 class ProcessUsage:
-    """Samples processes of this machine; ``pids`` names the live replicas at each sample (a
-    killed replica simply stops being sampled)."""
+    """Samples processes of this machine; ``pids`` names the live ones at each sample (a killed
+    one simply stops being sampled). Names starting ``gateway`` are the gateway replicas."""
 
     def __init__(self, pids: Callable[[], dict[str, int]]) -> None:
         self._pids = pids
-        self.replicas: dict[str, ReplicaUsage] = {}
+        self.figures: dict[str, UsageFigures] = {}
 
     async def sample(self) -> None:
-        """One sample of every live replica."""
+        """One sample of every live process."""
         for name, pid in self._pids().items():
             try:
                 process = psutil.Process(pid)
                 with process.oneshot():
                     times = process.cpu_times()
-                    probe = _Probe(process.memory_info().rss, times.user + times.system)
+                    rss = process.memory_info().rss
             except psutil.Error:
                 continue
-            self.replicas.setdefault(name, ReplicaUsage(name=name, source="process")).add(
-                probe.rss, probe.cpu_s
-            )
+            # Children it has reaped count too: the agent's sandbox commands are its children.
+            cpu_s = times.user + times.system + times.children_user + times.children_system
+            figures = UsageFigures(name=name, gateway=name.startswith("gateway"), source="process")
+            self.figures.setdefault(name, figures).add(rss, cpu_s)
 
 
 class MetricsUsage:
@@ -86,14 +89,15 @@ class MetricsUsage:
     def __init__(self, gateways: list[Origin], timeout_s: float = 5.0) -> None:
         self._gateways = gateways
         self._timeout_s = timeout_s
-        self.replicas: dict[str, ReplicaUsage] = {}
+        self.figures: dict[str, UsageFigures] = {}
 
     async def sample(self) -> None:
         """One sample of every replica that answers."""
         probes = await asyncio.gather(*(self._probe(g) for g in self._gateways))
         for origin, probe in zip(self._gateways, probes, strict=True):
             name = f"{origin.host_header}{origin.prefix}"
-            usage = self.replicas.setdefault(name, ReplicaUsage(name=name, source="/metrics"))
+            figures = UsageFigures(name=name, gateway=True, source="/metrics")
+            usage = self.figures.setdefault(name, figures)
             if probe is not None:
                 usage.add(probe.rss, probe.cpu_s)
 

@@ -60,8 +60,8 @@ async def test_a_crowd_of_runs_all_end_done_and_every_reader_holds_the_proof(
     result = await run_load(_plan(stack), LoadConfig(runs=RUNS, seed=1), usage)
     summary = summarize([result])
     _assert_every_run_done_and_proven(summary)
-    assert sorted(r.name for r in summary.replicas) == ["gateway-0", "gateway-1"]
-    assert all(r.rss_peak and r.samples >= 2 for r in summary.replicas)
+    assert sorted(r.name for r in summary.gateways) == ["gateway-0", "gateway-1"]
+    assert all(r.rss_peak and r.samples >= 2 for r in summary.gateways)
 
 
 async def test_with_a_replica_killed_mid_crowd_its_readers_resume_on_the_other(
@@ -114,6 +114,6 @@ async def test_the_command_exits_zero_and_writes_its_report(
     assert written["summary"]["outcomes"]["done"] == 4
     assert len(written["results"][0]["runs"]) == 4
     # Gateways it did not start: their memory comes from each replica's /metrics.
-    replicas = written["summary"]["replicas"]
+    replicas = written["summary"]["gateways"]
     assert len(replicas) == 2 and all(r["source"] == "/metrics" for r in replicas)
     assert all(r["rss_peak"] > 10_000_000 and r["cpu_last_s"] > 0 for r in replicas)
