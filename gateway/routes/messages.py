@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -51,6 +52,14 @@ WORKFLOW_NAME = "ChatWorkflow"
 # An org's line moves as its runs finish: a few seconds, not a hammering retry loop.
 _LINE_FULL_RETRY_AFTER_S = 5
 
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_KEY_HEADER,
+        description="Names the run: a retry with the same key (and org) gets the same run.",
+    ),
+]
+
 
 @router.post(
     "/api/messages",
@@ -67,7 +76,9 @@ _LINE_FULL_RETRY_AFTER_S = 5
         503: {},
     },
 )
-async def post_message(request: Request, gw: State, principal: Caller) -> Response:
+async def post_message(
+    request: Request, gw: State, principal: Caller, idempotency_key: IdempotencyKeyHeader = None
+) -> Response:
     """Start a ``ChatWorkflow`` for the message and return its ID and stream URL.
 
     With an ``Idempotency-Key`` header, a retry of the same request (on any replica, even one
@@ -81,10 +92,9 @@ async def post_message(request: Request, gw: State, principal: Caller) -> Respon
         )
     org = body.org or principal.org or DEFAULT_ORG
     require_org(principal, org)
-    raw_key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
-    if raw_key is None:
+    if idempotency_key is None:
         return await _start(gw, org, body, run=f"run_{ULID()}", fingerprint=None)
-    run = idempotent_run_id(org, checked_key(raw_key))
+    run = idempotent_run_id(org, checked_key(idempotency_key))
     fingerprint = request_fingerprint(org, body)
     replay = await _replay(gw, org, body, run, fingerprint)
     if replay is not None:

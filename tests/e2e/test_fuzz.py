@@ -113,7 +113,8 @@ PLANS: dict[str, Plan] = {
         "gateway",
         "POST /api/messages",
         ((POSITIVE, MAX_MESSAGES), (NEGATIVE, MAX_EXAMPLES)),
-        frozenset({202, 400}),
+        # 409: the fuzzer reuses an Idempotency-Key for another message, which is refused.
+        frozenset({202, 400, 409}),
     ),
     "gateway-stream-unknown-run": Plan(
         "gateway", "GET /api/stream/{run}", BOTH, frozenset({400, 401, 404}), "unknown_run"
