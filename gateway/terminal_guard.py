@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 _CLOSED_WITHOUT_RESULT = {
     WorkflowExecutionStatus.FAILED: "the run failed",
-    WorkflowExecutionStatus.TIMED_OUT: "the run timed out",
+    WorkflowExecutionStatus.TIMED_OUT: "the run did not finish within its deadline (RUN_TIMEOUT_S)",
     WorkflowExecutionStatus.TERMINATED: "the run was terminated",
 }
 
@@ -42,16 +42,17 @@ async def publish_missing_terminal(
         return False
     org = org_of_task_queue(description.task_queue)
     event: Done | Failed | Cancelled
-    if status == WorkflowExecutionStatus.CANCELED:
+    # A stored answer wins however the workflow closed afterwards: GET /api/runs reports such a
+    # run as completed, and its stream must agree.
+    stored = await store.get(run)
+    if stored is not None:
+        event = Done(run=run, result=stored.result)
+    elif status == WorkflowExecutionStatus.CANCELED:
         event = Cancelled(run=run, reason="cancelled by request")
     elif status in _CLOSED_WITHOUT_RESULT:
         event = Failed(run=run, reason=_CLOSED_WITHOUT_RESULT[status])
     else:
-        stored = await store.get(run)
-        if stored is None:
-            event = Failed(run=run, reason="the run completed without a stored answer")
-        else:
-            event = Done(run=run, result=stored.result)
+        event = Failed(run=run, reason="the run completed without a stored answer")
     log.warning("run %s closed (%s) without a terminal event: publishing one", run, status.name)
     await publish_terminal(nc, history, org, event)
     return True

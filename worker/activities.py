@@ -310,6 +310,7 @@ class RunActivities:
             event = Failed(run=params.run, reason=params.reason)
         else:
             event = Cancelled(run=params.run, reason=params.reason)
+        await self._test_pause("publish_terminal")
         await publish_terminal(self._nc, self._history, params.org, event)
 
     @activity.defn(name="destroy_sandbox")

@@ -11,6 +11,7 @@ import uuid
 
 import asyncpg
 import httpx
+from temporalio.client import Client as TemporalClient
 
 from agentstream.stack import LocalStack
 from tests.e2e.runs import assert_complete, start_run
@@ -72,3 +73,33 @@ async def test_a_run_cancelled_while_its_answer_is_saved_ends_done_everywhere(
     rows = await db.fetch("SELECT final_answer FROM messages WHERE run_id = $1", run)
     assert [r["final_answer"] for r in rows] == [answer]
     assert not (stack.sandbox_root / run).exists(), "the sandbox was destroyed"
+
+
+async def test_a_run_terminated_after_its_answer_was_stored_ends_done_everywhere(
+    stack: LocalStack, http: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    org = f"termstored{uuid.uuid4().hex[:8]}"
+    gateway = stack.gateway_urls[0]
+    slow_end = {"WORKER_TEST_STAGE_DELAYS": "publish_terminal=60"}
+    async with stack.dedicated_agent(org, worker_env=slow_end):
+        run = await start_run(http, gateway, "Count the words, then get terminated", org=org)
+        client = Client(http, [gateway], run)
+        async with client.following() as following:
+            await client.wait_for(lambda m: m.json().get("stage") == "saving")
+            async with asyncio.timeout(30):
+                # The row is written by the worker's process: polling the database is the only
+                # way to see it, before the terminal event that the test holds back.
+                while not await db.fetchval(  # noqa: ASYNC110
+                    "SELECT count(*) FROM messages WHERE run_id = $1", run
+                ):
+                    await asyncio.sleep(0.05)
+            temporal = await TemporalClient.connect(stack.temporal_address)
+            await temporal.get_workflow_handle(run).terminate("an operator stepped in")
+            # The gateway notices the closed workflow on the stream's first quiet spell.
+            messages = await following
+
+    assert_complete(messages)
+    assert messages[-1].event == "done", messages[-1].data
+    view = (await http.get(f"{gateway}/api/runs/{run}")).json()
+    assert view["status"] == "completed", view
+    assert view["result"]["final_answer"] == messages[-1].json()["result"]["final_answer"]

@@ -194,9 +194,9 @@ async def test_a_sandbox_without_a_uid_of_its_own_is_refused(sandbox_root: Path)
 
 
 async def test_a_root_the_run_uid_cannot_reach_is_refused_not_run_as_root() -> None:
-    # Outside the temp dirs (which each command gets privately), under a folder only root enters.
-    (PROJECT / ".run").mkdir(exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="escape-", dir=PROJECT / ".run"))
+    # Outside the temp dirs (each command gets its own, so a root under them is remounted for
+    # it), which rules out the project when it is checked out under /tmp as in CI: root's home.
+    base = Path(tempfile.mkdtemp(prefix="agentstream-escape-", dir=Path.home()))
     try:
         private = base / "private"
         private.mkdir(mode=0o700)
