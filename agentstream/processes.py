@@ -109,10 +109,12 @@ class ServiceProcess:
         """
         assert proc.stdout is not None
         partial = b""
-        with self.log_path.open("ab") as log:
+        # The log is written from a thread: a slow disk must not stall the event loop, which
+        # in tests and the CLI also serves the stack's clients.
+        log = await asyncio.to_thread(self.log_path.open, "ab", buffering=0)
+        try:
             while block := await proc.stdout.read(_PUMP_READ_BYTES):
-                log.write(block)
-                log.flush()
+                await asyncio.to_thread(log.write, block)
                 *ended, rest = block.split(b"\n")
                 lines = []
                 for piece in ended:
@@ -123,6 +125,8 @@ class ServiceProcess:
                     async with self._line_seen:
                         self._tail.extend(line.decode(errors="replace").rstrip() for line in lines)
                         self._line_seen.notify_all()
+        finally:
+            await asyncio.to_thread(log.close)
         async with self._line_seen:
             if partial:
                 self._tail.append(partial.decode(errors="replace").rstrip())

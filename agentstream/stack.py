@@ -6,6 +6,7 @@ restart any part of it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -344,4 +345,4 @@ class LocalStack:
         """Stop every process, newest first, and remove the sandboxes they left."""
         for process in reversed(list(self.processes.values())):
             await process.stop()
-        shutil.rmtree(self.sandbox_root, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, self.sandbox_root, ignore_errors=True)

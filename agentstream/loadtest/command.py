@@ -72,7 +72,7 @@ async def _target(args: argparse.Namespace) -> AsyncIterator[tuple[list[str], Us
             print(f"local stack up: gateways {' '.join(stack.gateway_urls)}", flush=True)
             yield stack.gateway_urls, ProcessUsage(stack_pids), kill
     finally:
-        shutil.rmtree(state, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, state, ignore_errors=True)
 
 
 async def loadtest(args: argparse.Namespace) -> int:

@@ -172,9 +172,9 @@ async def run_checks(servers: list[str]) -> None:
         wjs.add_stream(StreamConfig(name="X", subjects=["x.>"])),
         wk_err,
     )
-    await expect_denied(
-        "worker may not read history", wjs.get_msg("RUNS", seq=1, direct=True), wk_err
-    )
+    history = await wjs.get_msg("RUNS", seq=ack2.seq, direct=True)
+    check("worker reads a run's history to prove its end (direct get)", history.data == b"done")
+    await expect_denied("worker may not delete RUNS", wjs.delete_stream("RUNS"), wk_err)
 
     try:
         await connect(servers, "agent", "x")
