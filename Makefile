@@ -40,7 +40,7 @@ e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.stream_bench
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache
