@@ -30,7 +30,6 @@ from benchmarks.generator import (
 from benchmarks.systems import AGENTSTREAM, Systems
 
 _READY_TIMEOUT_S = 60.0
-_DRAIN_TIMEOUT_S = 30.0
 _ids = count()
 # Run IDs unique to this bench process and short, so an event stays about 100 bytes.
 _SESSION = f"{time.time_ns() // 1_000_000 % 36**4:x}"
@@ -45,6 +44,9 @@ class Options:
     readers: int = 100
     idle_connections: tuple[int, ...] = (1_000,)
     messages: int = 7
+    # How long readers may take to receive the last events once the producers stopped; past it
+    # the missing ones count as lost.
+    drain_s: float = 30.0
 
 
 @dataclass
@@ -124,10 +126,10 @@ async def _unpaced(producer: Producer, batch: int, until: float) -> int:
     return sent
 
 
-async def _finish(readers: list[Reader], totals: list[int]) -> bool:
+async def _finish(readers: list[Reader], totals: list[int], drain_s: float) -> bool:
     for reader, total in zip(readers, totals, strict=True):
         reader.expect(total)
-    await asyncio.gather(*(reader.wait(_DRAIN_TIMEOUT_S) for reader in readers))
+    await asyncio.gather(*(reader.wait(drain_s) for reader in readers))
     return all(reader.intact() for reader in readers)
 
 
@@ -157,7 +159,7 @@ async def latency(systems: Systems, name: str, options: Options, *, total_rate: 
                 *(_paced(p, total_rate / len(runs), options.duration_s, start) for p in producers)
             )
             achieved = sum(sent) / (time.perf_counter() - start)
-            intact = await _finish(readers, sent)
+            intact = await _finish(readers, sent, options.drain_s)
             cpu = meter.percent()
     finally:
         for producer in producers:
@@ -181,7 +183,7 @@ async def ingest(systems: Systems, name: str, options: Options, *, batch: int) -
                 *(_unpaced(p, batch, start + options.duration_s) for p in producers)
             )
             stored_s = time.perf_counter() - start
-            intact = await _finish(readers, sent)
+            intact = await _finish(readers, sent, options.drain_s)
             delivered_s = max(reader.last_at for reader in readers) - start
             cpu = meter.percent()
     finally:
@@ -211,7 +213,7 @@ async def fanout(systems: Systems, name: str, options: Options, *, rate: float |
             else:
                 sent = await _paced(producer, rate, options.duration_s, start)
             achieved = sent / (time.perf_counter() - start)
-            intact = await _finish(readers, [sent] * len(readers))
+            intact = await _finish(readers, [sent] * len(readers), options.drain_s)
             delivered_s = max(reader.last_at for reader in readers) - start
             cpu = meter.percent()
     finally:

@@ -97,6 +97,7 @@ async def running_systems() -> AsyncIterator[Systems]:
         state_dir=state,
         fixed_ports=False,
         temporal_ui=False,
+        database_url=os.environ.get("DATABASE_URL") or None,
         # Every bench client comes from one address: lift the per-key stream limit.
         service_env={"MAX_STREAMS_PER_KEY": "1000000"},
     )
