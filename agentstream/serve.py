@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+
+# Callbacks to run, each on its own event loop, when the process is told to stop.
+_on_stop: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []
+
+
+def call_on_stop_signal(callback: Callable[[], None]) -> None:
+    """Run ``callback`` on the running event loop when SIGTERM or SIGINT arrives.
+
+    It runs as the server begins its graceful shutdown, while open responses (SSE streams)
+    can still be ended cleanly; the lifespan's shutdown only comes after they have ended.
+    """
+    _on_stop.append((asyncio.get_running_loop(), callback))
+
+
+class _Server(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # A signal handler: the loop is told through its thread-safe door.
+        for loop, callback in _on_stop:
+            with contextlib.suppress(RuntimeError):  # its loop already closed
+                loop.call_soon_threadsafe(callback)
 
 
 def configure_logging(level: str) -> None:
@@ -34,7 +59,7 @@ def serve(app: FastAPI, *, host: str, port: int, graceful_s: float = 10.0) -> No
         timeout_graceful_shutdown=int(graceful_s),
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     # uvicorn re-raises the stop signal after its graceful shutdown, under the handlers it found
     # at start. No-op ones make that a return, so a clean stop exits 0 instead of -SIGTERM.
     for sig in (signal.SIGINT, signal.SIGTERM):

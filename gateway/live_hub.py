@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from agentstream.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics
-from agentstream.stored_event import StoredEvent
+from gateway.sse_frames import Frame, live_frame
 from schemas import live_subject
 
 log = logging.getLogger(__name__)
@@ -39,44 +39,82 @@ OVERFLOW: Final = _Signal("OVERFLOW")
 # Messages may have been missed (NATS reconnect, slow subscription): re-read from the stream.
 RESYNC: Final = _Signal("RESYNC")
 
-LiveItem = StoredEvent | _Signal
+LiveItem = Frame | _Signal
+
+
+def do_nothing() -> None:
+    """The default for callbacks nobody needs."""
 
 
 class Watcher:
-    """One client's view of a run's live events."""
+    """One client's view of a run's live events: a bounded list its frames are appended to.
+
+    An event costs each client one append here; the client takes everything pending at once,
+    so frames that arrive together leave together.
+    """
+
+    __slots__ = ("_items", "_limit", "_on_cut", "_on_overflow", "_waiter", "overflowed", "run")
 
     def __init__(
         self,
         run: str,
         queue_size: int,
-        cut_off: asyncio.Event,
-        on_overflow: Callable[[], None] = lambda: None,
+        on_cut: Callable[[], object] = do_nothing,
+        on_overflow: Callable[[], None] = do_nothing,
     ) -> None:
         self.run = run
+        self._limit = queue_size
+        self._items: list[LiveItem] = []
+        self._waiter: asyncio.Future[None] | None = None
+        # Called on overflow, so the response can end even while blocked sending to the client.
+        self._on_cut = on_cut
         self._on_overflow = on_overflow
-        self._queue: asyncio.Queue[LiveItem] = asyncio.Queue(maxsize=queue_size)
         self.overflowed = False
-        # Set on overflow, so the response can end even while blocked sending to the client.
-        self.cut_off = cut_off
 
     def offer(self, item: LiveItem) -> None:
         """Hand an item to the client without ever waiting on it."""
         if self.overflowed:
             return
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if len(self._items) >= self._limit:
             self.overflowed = True
-            self.cut_off.set()
+            # The one item the client must see next: the order to go away.
+            self._items = [OVERFLOW]
             self._on_overflow()
-            # Make room for the one item the client must see next: the order to go away.
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            self._queue.put_nowait(OVERFLOW)
+            self._on_cut()
+        else:
+            self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def take(self, timeout_s: float) -> list[LiveItem]:
+        """Every pending item, oldest first, waiting up to ``timeout_s`` for one ([] if none)."""
+        if not self._items:
+            await self._wait(timeout_s)
+        items, self._items = self._items, []
+        return items
 
     async def get(self) -> LiveItem:
         """The next live item, waiting for it."""
-        return await self._queue.get()
+        while not self._items:
+            await self._wait(3600.0)
+        return self._items.pop(0)
+
+    async def _wait(self, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        # A timer, not asyncio.wait_for: on 3.11 that makes a task for every wait.
+        timer = loop.call_later(timeout_s, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _RunChannel:
@@ -110,15 +148,18 @@ class LiveHub:
         return len(self._channels)
 
     @contextlib.asynccontextmanager
-    async def watch(self, org: str, run: str, cut_off: asyncio.Event) -> AsyncIterator[Watcher]:
+    async def watch(
+        self, org: str, run: str, on_cut: Callable[[], object] = do_nothing
+    ) -> AsyncIterator[Watcher]:
         """Register a client for ``run``; subscribes on the first and unsubscribes after the last.
 
         The subscription is in place (flushed to the server) before this yields, so a history
         read started afterwards overlaps live delivery instead of leaving a hole between them.
         A client may leave (or be cancelled) at any point, set-up included: the last one to
-        leave always releases the subscription.
+        leave always releases the subscription. ``on_cut`` is called if the client falls a
+        whole queue behind.
         """
-        watcher = Watcher(run, self._client_queue_size, cut_off, self._on_overflow)
+        watcher = Watcher(run, self._client_queue_size, on_cut, self._on_overflow)
         subject = live_subject(org, run)
         channel = self._channels.get(subject)
         if channel is None:
@@ -170,12 +211,13 @@ class LiveHub:
     async def _subscribe(self, subject: str, channel: _RunChannel) -> Subscription:
         async def deliver(msg: Msg) -> None:
             try:
-                event = StoredEvent.from_republished(msg)
+                # Encoded here, once, for every client of the run on this replica.
+                frame = live_frame(msg)
             except (KeyError, ValueError):
                 log.warning("live message without stream headers on %s", msg.subject)
                 return
             for watcher in tuple(channel.watchers):
-                watcher.offer(event)
+                watcher.offer(frame)
 
         return await self._nc.subscribe(
             subject,

@@ -3,6 +3,7 @@
 The guarantee: every event after ``after``, in sequence order, once. Live events that overlap
 history are dropped by sequence; a live event whose ``Nats-Last-Sequence`` is beyond what was
 delivered reveals a hole, which is refilled from the stream before anything else is sent.
+Events come out in batches: whatever is ready at once, so a client's frames leave together.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from agentstream.run_history import HistoryReader
-from agentstream.stored_event import StoredEvent
-from gateway.live_hub import OVERFLOW, LiveHub, Watcher
+from gateway.live_hub import OVERFLOW, LiveHub, do_nothing
+from gateway.sse_frames import Frame, frame_of
+
+# History is read 256 events a request; a client gets it in sends of this many.
+_HISTORY_BATCH = 256
 
 
 class ClientTooSlow(Exception):
@@ -27,47 +31,77 @@ async def stream_run(
     *,
     after: int,
     idle_check_s: float,
-    cut_off: asyncio.Event,
+    tick_s: float | None = None,
+    on_cut: Callable[[], object] = do_nothing,
     on_idle: Callable[[], Awaitable[None]] | None = None,
-) -> AsyncIterator[StoredEvent]:
+) -> AsyncIterator[list[Frame]]:
     """Every event of ``run`` with a sequence greater than ``after``, ending at the terminal one.
 
-    ``cut_off`` is set if the client falls a whole queue behind; ``on_idle`` runs after each
+    Yields non-empty batches in order, and an empty one after each ``tick_s`` (default
+    ``idle_check_s``) without events, so the caller can keep the connection alive.
+    ``on_cut`` is called if the client falls a whole queue behind; ``on_idle`` runs after each
     quiet spell of ``idle_check_s`` (to notice runs that ended without a terminal event).
     """
-    async with hub.watch(org, run, cut_off) as watcher:
+    loop = asyncio.get_running_loop()
+    tick = idle_check_s if tick_s is None else min(tick_s, idle_check_s)
+    async with hub.watch(org, run, on_cut) as watcher:
         last = after
-        async for event in history.read(org, run, after=last):
-            yield event
-            last = event.seq
-            if event.terminal:
+        async for batch in _read_history(history, org, run, last):
+            yield batch
+            last = batch[-1].seq
+            if batch[-1].terminal:
                 return
+        quiet_since = loop.time()
         while True:
-            item = await _next_live(watcher, idle_check_s)
-            if item is None and on_idle is not None:
-                await on_idle()
-            if item is OVERFLOW:
-                raise ClientTooSlow(run)
-            if isinstance(item, StoredEvent):
+            items = await watcher.take(tick)
+            refill = False
+            if not items:
+                if loop.time() - quiet_since < idle_check_s:
+                    yield []
+                    continue
+                quiet_since = loop.time()
+                if on_idle is not None:
+                    await on_idle()
+                refill = True
+            else:
+                quiet_since = loop.time()
+            ready: list[Frame] = []
+            for item in items:
+                if item is OVERFLOW:
+                    raise ClientTooSlow(run)
+                if not isinstance(item, Frame) or item.prev_seq > last:
+                    # A hole or a resync order: the stream is the truth, read what it has.
+                    refill = True
+                    break
                 if item.seq <= last:
                     continue
-                if item.prev_seq <= last:
-                    yield item
-                    last = item.seq
-                    if item.terminal:
-                        return
-                    continue
-            # A hole, a resync order or a quiet spell: the stream is the truth, read what it has.
-            async for event in history.read(org, run, after=last):
-                yield event
-                last = event.seq
-                if event.terminal:
+                ready.append(item)
+                last = item.seq
+                if item.terminal:
+                    yield ready
                     return
+            if ready:
+                yield ready
+            if refill:
+                found = False
+                async for batch in _read_history(history, org, run, last):
+                    found = True
+                    yield batch
+                    last = batch[-1].seq
+                    if batch[-1].terminal:
+                        return
+                if not found and not items:
+                    yield []
 
 
-async def _next_live(watcher: Watcher, idle_check_s: float) -> object:
-    """The next live item, or None after ``idle_check_s`` of silence."""
-    try:
-        return await asyncio.wait_for(watcher.get(), idle_check_s)
-    except TimeoutError:
-        return None
+async def _read_history(
+    history: HistoryReader, org: str, run: str, after: int
+) -> AsyncIterator[list[Frame]]:
+    batch: list[Frame] = []
+    async for event in history.read(org, run, after=after):
+        batch.append(frame_of(event))
+        if len(batch) == _HISTORY_BATCH or event.terminal:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,39 +1,155 @@
-"""The SSE response, with a way for the gateway to end it from outside."""
+"""The SSE response: pre-encoded chunks written as they come, ended from outside when needed.
+
+Each connection costs its request task and one task listening for the client leaving. A stream
+ends when its chunks end, when the client leaves, when ``cut()`` is called (its client fell a
+whole queue behind), when a send outlasts the send timeout, or a grace period after the process
+is told to stop (clients then resume elsewhere with ``Last-Event-ID``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncGenerator, Callable, Mapping
 
-from sse_starlette import EventSourceResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from agentstream.serve import call_on_stop_signal
+
+log = logging.getLogger(__name__)
+
+# The last chunk of a stream that ends in order; a blocked client does not get longer.
+_END_TIMEOUT_S = 1.0
+
+ChunkSource = Callable[[Callable[[], None]], AsyncGenerator[bytes]]
 
 
-class CuttableEventSourceResponse(EventSourceResponse):
-    """An ``EventSourceResponse`` that ends as if the client left once ``cut_off`` is set.
+class _OpenStreams:
+    """The streams open on one event loop, ended a grace period after a stop signal."""
 
-    A client too slow for its queue may leave the response blocked inside a send; ending it
-    through the ASGI ``receive`` channel stops that send too, so the client reconnects and
-    resumes instead of holding memory and a stale position.
+    def __init__(self) -> None:
+        self.streams: set[SseResponse] = set()
+        self.stopping = False
+
+    def stop(self) -> None:
+        self.stopping = True
+        for stream in tuple(self.streams):
+            stream.end_after_grace()
+
+
+_open: dict[asyncio.AbstractEventLoop, _OpenStreams] = {}
+
+
+def _open_streams() -> _OpenStreams:
+    loop = asyncio.get_running_loop()
+    streams = _open.get(loop)
+    if streams is None:
+        streams = _open[loop] = _OpenStreams()
+        call_on_stop_signal(streams.stop)
+    return streams
+
+
+class SseResponse(Response):
+    """A ``text/event-stream`` response whose chunks arrive already encoded.
+
+    ``source`` is called with this response's ``cut`` and returns the chunks; each chunk is
+    one ASGI send, so frames joined into a chunk leave in one write.
     """
 
-    def __init__(self, *args: object, cut_off: asyncio.Event, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._cut_off = cut_off
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        source: ChunkSource,
+        *,
+        send_timeout_s: float,
+        shutdown_grace_s: float,
+        headers: Mapping[str, str] | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        self.status_code = 200
+        self.background = background
+        self.init_headers(
+            {"X-Accel-Buffering": "no", "Cache-Control": "no-store", **(headers or {})}
+        )
+        self._chunks = source(self.cut)
+        self._send_timeout_s = send_timeout_s
+        self._grace_s = shutdown_grace_s
+        # The stream's deadline, open-ended until something decides it must end.
+        self._deadline: asyncio.Timeout | None = None
+        self._cut = False
+
+    def cut(self) -> None:
+        """End the stream now and drop the connection (the client resumes from its last ID)."""
+        self._cut = True
+        self._end_at(0.0)
+
+    def end_after_grace(self) -> None:
+        """End the stream once the shutdown grace period has passed."""
+        self._end_at(asyncio.get_running_loop().time() + self._grace_s)
+
+    def _end_at(self, when: float) -> None:
+        deadline = self._deadline
+        if deadline is None or deadline.expired():
+            return
+        current = deadline.when()
+        if current is None or when < current:
+            deadline.reschedule(when)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        cut_off = self._cut_off
+        start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+        if scope.get("method") == "HEAD":
+            # A HEAD never streams: it would never end.
+            await self._chunks.aclose()
+            await send(start)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if self.background is not None:
+                await self.background()
+            return
+        streams = _open_streams()
+        listening = asyncio.create_task(self._end_when_client_leaves(receive))
+        streams.streams.add(self)
+        ended_in_order = False
+        try:
+            async with asyncio.timeout(None) as self._deadline:
+                if streams.stopping:
+                    self.end_after_grace()
+                await send(start)
+                await self._send_chunks(send)
+                ended_in_order = True
+        except TimeoutError:
+            pass
+        finally:
+            self._deadline = None
+            streams.streams.discard(self)
+            listening.cancel()
+            # Its clean-up (the client's place in the live hub) runs now, not at garbage time.
+            await self._chunks.aclose()
+        if not self._cut:
+            # A client that fell behind is dropped without its last chunk: uvicorn then closes
+            # the connection. Others get a proper end, and keep-alive if it ended in order.
+            async with asyncio.timeout(None if ended_in_order else _END_TIMEOUT_S):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if self.background is not None:
+            await self.background()
 
-        async def receive_or_cut_off() -> Message:
-            received = asyncio.ensure_future(receive())
-            cut = asyncio.ensure_future(cut_off.wait())
+    async def _send_chunks(self, send: Send) -> None:
+        timeout_s = self._send_timeout_s
+        async for chunk in self._chunks:
+            message = {"type": "http.response.body", "body": chunk, "more_body": True}
             try:
-                await asyncio.wait({received, cut}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                cut.cancel()
-                if not received.done():
-                    received.cancel()
-            if received.done() and not received.cancelled():
-                return received.result()
-            return {"type": "http.disconnect"}
+                async with asyncio.timeout(timeout_s):
+                    await send(message)
+            except TimeoutError:
+                log.info("SSE send outlasted %.1f s, connection dropped", timeout_s)
+                self.cut()
+                raise
 
-        await super().__call__(scope, receive_or_cut_off, send)
+    async def _end_when_client_leaves(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self._end_at(0.0)
+                return

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 from agentstream.http import BadRequest, NotFound, Unauthorized
 from gateway.auth import require_org
 from gateway.params import RunIdPath, RunIdQuery
 from gateway.run_stream import ClientTooSlow, stream_run
-from gateway.sse_response import CuttableEventSourceResponse
+from gateway.sse_frames import PING, comment, message
+from gateway.sse_response import ChunkSource, SseResponse
 from gateway.state import GatewayState, State
 from gateway.stream_tokens import verify_stream_token
 from gateway.terminal_guard import publish_missing_terminal
@@ -37,7 +37,7 @@ TokenQuery = Annotated[
 _ERRORS: dict[int | str, dict[str, object]] = {400: {}, 401: {}, 403: {}, 404: {}, 429: {}}
 
 
-@router.get("/api/stream/{run}", response_class=EventSourceResponse, responses=_ERRORS)
+@router.get("/api/stream/{run}", response_class=SseResponse, responses=_ERRORS)
 async def stream_by_path(
     run: RunIdPath,
     request: Request,
@@ -45,13 +45,13 @@ async def stream_by_path(
     last_event_id_header: LastEventIdHeader = None,
     last_event_id: LastEventIdQuery = None,
     token: TokenQuery = None,
-) -> EventSourceResponse:
+) -> SseResponse:
     """Stream every event of ``run`` after ``Last-Event-ID`` (from the start without one)."""
     org, release = await _admit(request, gw, run, token)
     return await _open_stream(gw, org, run, last_event_id_header or last_event_id, release)
 
 
-@router.get("/api/stream", response_class=EventSourceResponse, responses=_ERRORS)
+@router.get("/api/stream", response_class=SseResponse, responses=_ERRORS)
 async def stream_by_query(
     workflow_id: RunIdQuery,
     request: Request,
@@ -59,7 +59,7 @@ async def stream_by_query(
     last_event_id_header: LastEventIdHeader = None,
     last_event_id: LastEventIdQuery = None,
     token: TokenQuery = None,
-) -> EventSourceResponse:
+) -> SseResponse:
     """The same stream, addressed as ``?workflow_id=``."""
     org, release = await _admit(request, gw, workflow_id, token)
     last = last_event_id_header or last_event_id
@@ -110,10 +110,9 @@ async def _open_stream(
     run: str,
     raw_last_id: str | None,
     release: Callable[[], None],
-) -> EventSourceResponse:
+) -> SseResponse:
     try:
         after = _parse_last_event_id(raw_last_id)
-        cut_off = asyncio.Event()
         view = None
         if org is None:
             # Open mode: the org is the run's own (Temporal, the database), else the one its
@@ -124,16 +123,16 @@ async def _open_stream(
             if org is None:
                 raise NotFound(f"unknown run {run}")
         if await gw.history.has_events(org, run):
-            events = _live_events(gw, org, run, after, cut_off)
+            source = _live_source(gw, org, run, after)
         else:
             view = view or await gw.directory.find(run)
             if view is None:
                 raise NotFound(f"unknown run {run}")
             if view.result is not None and view.status == "completed":
                 # The run's events expired: its stored answer still ends the stream properly.
-                events = _stored_done(run, view.result)
+                source = _stored_done(run, view.result)
             else:
-                events = _live_events(gw, org, run, after, cut_off)
+                source = _live_source(gw, org, run, after)
     except BaseException:
         release()
         raise
@@ -144,21 +143,26 @@ async def _open_stream(
         gw.metrics.add(SSE_CLIENTS, SSE_CLIENTS_HELP, -1)
 
     settings = gw.settings
-    return CuttableEventSourceResponse(
-        events,
-        cut_off=cut_off,
-        ping=settings.sse_ping_s,
-        send_timeout=settings.sse_send_timeout_s,
-        shutdown_grace_period=settings.sse_shutdown_grace_s,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    return SseResponse(
+        source,
+        send_timeout_s=settings.sse_send_timeout_s,
+        shutdown_grace_s=settings.sse_shutdown_grace_s,
         # Runs once the response ended, however it ended.
         background=BackgroundTask(closed),
     )
 
 
-async def _live_events(
-    gw: GatewayState, org: str, run: str, after: int, cut_off: asyncio.Event
-) -> AsyncIterator[ServerSentEvent]:
+def _live_source(gw: GatewayState, org: str, run: str, after: int) -> ChunkSource:
+    def source(cut: Callable[[], None]) -> AsyncGenerator[bytes]:
+        return _live_chunks(gw, org, run, after, cut)
+
+    return source
+
+
+async def _live_chunks(
+    gw: GatewayState, org: str, run: str, after: int, cut: Callable[[], None]
+) -> AsyncGenerator[bytes]:
+    """The stream's opening, then each batch of ready frames as one chunk, and keepalives."""
     settings = gw.settings
     loop = asyncio.get_running_loop()
     # The first quiet spell already asks: a run that closed without a terminal event (timed
@@ -171,22 +175,39 @@ async def _live_events(
             next_check = loop.time() + settings.sse_terminal_check_s
             await publish_missing_terminal(gw.temporal, gw.nc, gw.history, gw.store, run)
 
-    yield ServerSentEvent(comment=f"run {run}", retry=settings.sse_retry_ms)
+    def too_slow() -> None:
+        log.info("client of %s too slow, disconnected to resume", run)
+        cut()
+
+    yield comment(f"run {run}") + b"retry: %d\n\n" % settings.sse_retry_ms
+    sent_at = loop.time()
     try:
-        async for event in stream_run(
+        async for batch in stream_run(
             gw.hub,
             gw.history,
             org,
             run,
             after=after,
             idle_check_s=settings.sse_idle_check_s,
-            cut_off=cut_off,
+            # Twice a ping interval: a ping is never much later than due.
+            tick_s=settings.sse_ping_s / 2,
+            on_cut=too_slow,
             on_idle=on_idle,
         ):
-            yield ServerSentEvent(data=event.data.decode(), event=event.type, id=str(event.seq))
+            if batch:
+                # Frames were encoded once for every client: here they are only joined.
+                yield b"".join([frame.wire for frame in batch])
+            elif loop.time() - sent_at < settings.sse_ping_s:
+                continue
+            else:
+                yield PING
+            sent_at = loop.time()
     except ClientTooSlow:
-        log.info("client of %s too slow, disconnected to resume", run)
+        pass
 
 
-async def _stored_done(run: str, result: AgentResult) -> AsyncIterator[ServerSentEvent]:
-    yield ServerSentEvent(data=encode(Done(run=run, result=result)).decode(), event="done")
+def _stored_done(run: str, result: AgentResult) -> ChunkSource:
+    async def chunks() -> AsyncGenerator[bytes]:
+        yield message("done", encode(Done(run=run, result=result)))
+
+    return lambda cut: chunks()

@@ -107,7 +107,7 @@ async def test_a_thousand_clients_leaving_during_subscription_setup_leave_no_sub
     received: dict[str, list[Watcher]] = {run: [] for run in staying}
 
     async def client(run: str) -> None:
-        async with hub.watch("default", run, asyncio.Event()) as watcher:
+        async with hub.watch("default", run) as watcher:
             if run not in staying:
                 raise AssertionError("a client that left during set-up got through it")
             await watcher.get()

@@ -19,6 +19,7 @@ from agentstream.stack import binary_path
 from agentstream.stored_event import StoredEvent
 from gateway.live_hub import LiveHub
 from gateway.run_stream import stream_run
+from gateway.sse_frames import Frame, frame_of
 from schemas import AgentResult, Done, Token
 
 IDLE_CHECK_S = 0.2
@@ -63,18 +64,21 @@ async def _publish_run(producer: NATS, run: str, tokens: int) -> None:
     await publish_event(js, "default", done, producer="terminal")
 
 
-async def _collect(hub: LiveHub, history: HistoryReader, run: str) -> list[StoredEvent]:
-    events = stream_run(
-        hub, history, "default", run, after=0, idle_check_s=IDLE_CHECK_S, cut_off=asyncio.Event()
-    )
+async def _collect(hub: LiveHub, history: HistoryReader, run: str) -> list[Frame]:
+    events = stream_run(hub, history, "default", run, after=0, idle_check_s=IDLE_CHECK_S)
     async with asyncio.timeout(20):
-        return [event async for event in events]
+        return [frame async for batch in events for frame in batch]
 
 
-def _assert_whole_run(events: list[StoredEvent], tokens: int) -> None:
+def _type(frame: Frame) -> str:
+    return frame.wire.split(b"\n")[1].removeprefix(b"event: ").decode()
+
+
+def _assert_whole_run(events: list[Frame], tokens: int) -> None:
     seqs = [e.seq for e in events]
     assert seqs == sorted(set(seqs)), "in order, none doubled"
-    assert [e.type for e in events] == ["token"] * tokens + ["done"], "none missing"
+    assert [_type(e) for e in events] == ["token"] * tokens + ["done"], "none missing"
+    assert [e.terminal for e in events] == [False] * tokens + [True]
 
 
 async def test_events_published_while_the_subscription_is_being_made_are_never_lost(
@@ -102,19 +106,17 @@ async def test_a_live_tail_that_never_arrives_is_read_from_the_stream(
     run = "run_lost_tail"
     js = producer.jetstream()
     await publish_event(js, "default", Token(run=run, n=0, text="first"), producer="agent")
-    events = stream_run(
-        hub, history, "default", run, after=0, idle_check_s=IDLE_CHECK_S, cut_off=asyncio.Event()
-    )
+    events = stream_run(hub, history, "default", run, after=0, idle_check_s=IDLE_CHECK_S)
     async with asyncio.timeout(20):
-        first = await anext(events)
-        assert first.type == "token"
+        (first,) = await anext(events)
+        assert _type(first) == "token"
         # Lose live delivery altogether: only the idle re-read can find the rest.
         channel = hub._channels[f"live.default.{run}"]
         assert channel.subscription is not None
         await channel.subscription.unsubscribe()
         await _publish_run(producer, run, tokens=0)
-        rest = [event async for event in events]
-    assert [e.type for e in rest] == ["done"]
+        rest = [frame async for batch in events for frame in batch]
+    assert [_type(e) for e in rest] == ["done"]
 
 
 async def test_a_hole_in_live_delivery_is_refilled_before_anything_after_it(
@@ -127,11 +129,9 @@ async def test_a_hole_in_live_delivery_is_refilled_before_anything_after_it(
     js = producer.jetstream()
     await publish_event(js, "default", Token(run=run, n=0, text="a"), producer="agent")
     # Idle checks effectively off: only the hole in the sequence can trigger the refill.
-    events = stream_run(
-        hub, history, "default", run, after=0, idle_check_s=60, cut_off=asyncio.Event()
-    )
+    events = stream_run(hub, history, "default", run, after=0, idle_check_s=60)
     async with asyncio.timeout(20):
-        first = await anext(events)
+        (first,) = await anext(events)
         channel = hub._channels[f"live.default.{run}"]
         assert channel.subscription is not None
         await channel.subscription.unsubscribe()
@@ -139,10 +139,10 @@ async def test_a_hole_in_live_delivery_is_refilled_before_anything_after_it(
         seq_c = await publish_event(js, "default", Token(run=run, n=2, text="c"), producer="agent")
         # Only "c" arrives live, naming "b" as its predecessor: "b" was lost.
         (watcher,) = channel.watchers
-        watcher.offer(StoredEvent(seq=seq_c, prev_seq=seq_b, type="token", data=b"{}"))
-        second, third = await anext(events), await anext(events)
+        watcher.offer(frame_of(StoredEvent(seq=seq_c, prev_seq=seq_b, type="token", data=b"{}")))
+        second, third = await anext(events)
     assert [first.seq, second.seq, third.seq] == [first.seq, seq_b, seq_c]
-    assert b'"text":"b"' in second.data and b'"text":"c"' in third.data, "read from the stream"
+    assert b'"text":"b"' in second.wire and b'"text":"c"' in third.wire, "read from the stream"
     await events.aclose()
     assert hub.watched_runs == 0
 
@@ -155,7 +155,7 @@ async def test_clients_leaving_while_their_subscription_is_made_do_not_break_the
     history = HistoryReader(gateway)
 
     async def watch_briefly(run: str) -> None:
-        async with hub.watch("default", run, asyncio.Event()):
+        async with hub.watch("default", run):
             await asyncio.Event().wait()
 
     # Cancel watchers at every point of their set-up, the subscription's flush included.
@@ -171,3 +171,32 @@ async def test_clients_leaving_while_their_subscription_is_made_do_not_break_the
     run = "run_after_leavers"
     await _publish_run(producer, run, tokens=2)
     _assert_whole_run(await _collect(hub, history, run), tokens=2)
+
+
+async def test_live_events_pending_together_reach_the_client_as_one_batch_encoded_once(
+    connections: tuple[NATS, NATS],
+) -> None:
+    gateway, producer = connections
+    hub = LiveHub(gateway, client_queue_size=256)
+    history = HistoryReader(gateway)
+    run = "run_batched"
+    js = producer.jetstream()
+    await publish_event(js, "default", Token(run=run, n=0, text="first"), producer="agent")
+    clients = [stream_run(hub, history, "default", run, after=0, idle_check_s=60) for _ in range(3)]
+    async with asyncio.timeout(20):
+        for client in clients:
+            assert len(await anext(client)) == 1, "the history"
+        (watcher, *_) = hub._channels[f"live.default.{run}"].watchers
+        # Published while no client reads: every client's next read takes all five at once.
+        for n in range(1, 6):
+            await publish_event(js, "default", Token(run=run, n=n, text=f"t{n}"), producer="agent")
+        while len(watcher._items) < 5:
+            await gateway.flush()
+        batches = [await anext(client) for client in clients]
+    assert [len(batch) for batch in batches] == [5, 5, 5], "one batch, so one write"
+    for frames in zip(*batches, strict=True):
+        assert all(frame.wire is frames[0].wire for frame in frames), "encoded once for all"
+    assert frames[0].wire.startswith(b"id: %d\nevent: token\ndata: {" % frames[0].seq)
+    for client in clients:
+        await client.aclose()
+    assert hub.watched_runs == 0
