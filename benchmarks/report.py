@@ -69,7 +69,13 @@ def ratio(scenario: Scenario, cells: dict[str, Cell]) -> str:
     if not ours or not theirs or math.isnan(ours) or math.isnan(theirs):
         return "-"
     factor = ours / theirs if scenario.higher_is_better else theirs / ours
-    return f"{factor:.2f}x faster" if factor >= 1 else f"{1 / factor:.2f}x slower"
+    verdict = f"{factor:.2f}x faster" if factor >= 1 else f"{1 / factor:.2f}x slower"
+    if "rate" in scenario.shown:
+        # Latency at a rate one system did not reach is not comparable: say so.
+        our_rate, their_rate = (cells[n].figures["rate"] for n in (AGENTSTREAM, RELAY))
+        if our_rate < 0.95 * their_rate:
+            verdict += f"; rate NOT sustained ({our_rate:,.0f} vs {their_rate:,.0f}/s)"
+    return verdict
 
 
 def table(rows: list[tuple[Scenario, dict[str, Cell]]]) -> str:
