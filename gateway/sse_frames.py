@@ -53,9 +53,9 @@ def live_frame(msg: Msg) -> Frame:
     return Frame(int(seq), prev_seq, event_type in TERMINAL_EVENT_TYPES, wire)
 
 
-def comment(text: str) -> bytes:
-    """A comment line clients ignore (the stream's opening, keepalives)."""
-    return b": %b\n\n" % text.replace("\n", " ").encode()
+def opening(text: str, retry_ms: int) -> bytes:
+    """A stream's first block: a comment, and how long clients wait before reconnecting."""
+    return b": %b\nretry: %d\n\n" % (text.replace("\n", " ").encode(), retry_ms)
 
 
 def message(event_type: str, data: bytes) -> bytes:

@@ -77,8 +77,10 @@ class SseResponse(Response):
         self._chunks = source(self.cut)
         self._send_timeout_s = send_timeout_s
         self._grace_s = shutdown_grace_s
-        # The stream's deadline, open-ended until something decides it must end.
-        self._deadline: asyncio.Timeout | None = None
+        # The task writing the stream, while it may be ended from outside.
+        self._task: asyncio.Task[object] | None = None
+        self._end: asyncio.TimerHandle | None = None
+        self._cancels = 0
         self._cut = False
 
     def cut(self) -> None:
@@ -91,12 +93,21 @@ class SseResponse(Response):
         self._end_at(asyncio.get_running_loop().time() + self._grace_s)
 
     def _end_at(self, when: float) -> None:
-        deadline = self._deadline
-        if deadline is None or deadline.expired():
+        if self._task is None or (self._end is not None and self._end.when() <= when):
             return
-        current = deadline.when()
-        if current is None or when < current:
-            deadline.reschedule(when)
+        if self._end is not None:
+            self._end.cancel()
+        self._end = asyncio.get_running_loop().call_at(when, self._end_now)
+
+    def _end_now(self) -> None:
+        if self._task is None:
+            return
+        self._cancels += 1
+        self._task.cancel()
+        # Again until it has ended: library code can swallow a cancellation (3.11's wait_for
+        # does when what it waited for finished at the same moment), which must not leave the
+        # stream open and its client's slot taken.
+        self._end = asyncio.get_running_loop().call_later(0.1, self._end_now)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
@@ -112,17 +123,24 @@ class SseResponse(Response):
         listening = asyncio.create_task(self._end_when_client_leaves(receive))
         streams.streams.add(self)
         ended_in_order = False
+        self._task = asyncio.current_task()
+        if streams.stopping:
+            self.end_after_grace()
         try:
-            async with asyncio.timeout(None) as self._deadline:
-                if streams.stopping:
-                    self.end_after_grace()
-                await send(start)
-                await self._send_chunks(send)
-                ended_in_order = True
+            await send(start)
+            await self._send_chunks(send)
+            ended_in_order = True
+        except asyncio.CancelledError:
+            # Ended from outside by this response (a cancellation of its own making); any
+            # other cancellation goes on.
+            if not self._uncancel_own():
+                raise
         except TimeoutError:
-            pass
+            pass  # a send outlasted its timeout: already cut
         finally:
-            self._deadline = None
+            self._task = None
+            if self._end is not None:
+                self._end.cancel()
             streams.streams.discard(self)
             listening.cancel()
             # Its clean-up (the client's place in the live hub) runs now, not at garbage time.
@@ -134,6 +152,17 @@ class SseResponse(Response):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         if self.background is not None:
             await self.background()
+
+    def _uncancel_own(self) -> bool:
+        """Withdraw this response's cancellations; whether the task is left uncancelled."""
+        task = self._task
+        if task is None or not self._cancels:
+            return False
+        remaining = task.cancelling()
+        for _ in range(self._cancels):
+            remaining = task.uncancel()
+        self._cancels = 0
+        return remaining == 0
 
     async def _send_chunks(self, send: Send) -> None:
         timeout_s = self._send_timeout_s

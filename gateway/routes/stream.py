@@ -14,7 +14,7 @@ from agentstream.http import BadRequest, NotFound, Unauthorized
 from gateway.auth import require_org
 from gateway.params import RunIdPath, RunIdQuery
 from gateway.run_stream import ClientTooSlow, stream_run
-from gateway.sse_frames import PING, comment, message
+from gateway.sse_frames import PING, message, opening
 from gateway.sse_response import ChunkSource, SseResponse
 from gateway.state import GatewayState, State
 from gateway.stream_tokens import verify_stream_token
@@ -179,7 +179,7 @@ async def _live_chunks(
         log.info("client of %s too slow, disconnected to resume", run)
         cut()
 
-    yield comment(f"run {run}") + b"retry: %d\n\n" % settings.sse_retry_ms
+    yield opening(f"run {run}", settings.sse_retry_ms)
     sent_at = loop.time()
     try:
         async for batch in stream_run(
