@@ -37,7 +37,7 @@ TokenQuery = Annotated[
 _ERRORS: dict[int | str, dict[str, object]] = {400: {}, 401: {}, 403: {}, 404: {}, 429: {}}
 
 
-@router.get("/api/stream/{run}", response_class=SseResponse, responses=_ERRORS)
+@router.get("/api/stream/{run}", response_class=SseResponse, status_code=200, responses=_ERRORS)
 async def stream_by_path(
     run: RunIdPath,
     request: Request,
@@ -51,7 +51,7 @@ async def stream_by_path(
     return await _open_stream(gw, org, run, last_event_id_header or last_event_id, release)
 
 
-@router.get("/api/stream", response_class=SseResponse, responses=_ERRORS)
+@router.get("/api/stream", response_class=SseResponse, status_code=200, responses=_ERRORS)
 async def stream_by_query(
     workflow_id: RunIdQuery,
     request: Request,
