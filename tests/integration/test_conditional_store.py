@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import nats
 import pytest
@@ -25,9 +24,7 @@ from agentstream.conditional_append import (
 from agentstream.event_publisher import event_headers, publish_event
 from agentstream.http import Conflict
 from agentstream.nats_conn import ensure_runs_stream
-from agentstream.processes import ServiceProcess, free_port
 from agentstream.run_history import HistoryReader, LastEvent
-from agentstream.stack import binary_path
 from agentstream.stored_event import StoredEvent
 from agentstream.terminal_publisher import publish_terminal
 from gateway.run_appender import AgentEvent, RunAppender
@@ -45,24 +42,6 @@ from schemas import (
 )
 
 ORG = "default"
-
-
-@pytest.fixture(scope="module")
-async def nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    port = free_port()
-    store = Path(tmp_path_factory.mktemp("nats"))
-    server = ServiceProcess(
-        "nats",
-        [binary_path("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
-        {},
-        store,
-    )
-    await server.start()
-    try:
-        await server.wait_for_line("Server is ready", 30)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

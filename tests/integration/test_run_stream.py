@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import nats
 import pytest
@@ -13,9 +12,7 @@ from nats.aio.client import Client as NATS
 
 from agentstream.event_publisher import publish_event
 from agentstream.nats_conn import ensure_runs_stream
-from agentstream.processes import ServiceProcess, free_port
 from agentstream.run_history import HistoryReader
-from agentstream.stack import binary_path
 from agentstream.stored_event import StoredEvent
 from gateway.live_hub import LiveHub
 from gateway.run_stream import stream_run
@@ -23,24 +20,6 @@ from gateway.sse_frames import Frame, frame_of
 from schemas import AgentResult, Done, Token
 
 IDLE_CHECK_S = 0.2
-
-
-@pytest.fixture(scope="module")
-async def nats_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    port = free_port()
-    store = Path(tmp_path_factory.mktemp("nats"))
-    server = ServiceProcess(
-        "nats",
-        [binary_path("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
-        {},
-        store,
-    )
-    await server.start()
-    try:
-        await server.wait_for_line("Server is ready", 30)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
