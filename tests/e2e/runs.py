@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 
 import httpx
 
 from agentstream.sse_client import SseMessage, read_stream
+from tests.proof import expected_proof
 
 RUN_TIMEOUT_S = 90.0
 
@@ -40,8 +40,7 @@ def assert_complete(messages: list[SseMessage]) -> None:
     """Strictly increasing IDs, one terminal event, the last one, and the events before it are
     every event of the run, once, in order, as the terminal event's completeness proof says.
 
-    The proof is recomputed here from the README's recipe, not with the product's code, so a
-    bug in the gateway's relay cannot also hide itself in the check.
+    The proof is recomputed with the tests' own copy of the README's recipe.
     """
     assert messages and messages[-1].terminal, [m.event for m in messages]
     before, terminal = messages[:-1], messages[-1]
@@ -51,8 +50,5 @@ def assert_complete(messages: list[SseMessage]) -> None:
     assert not any(m.terminal for m in before), "one terminal event, the last"
     proof = terminal.json().get("completeness")
     assert proof is not None, "the terminal event carries its proof"
-    digest = bytes(32)
-    for message in before:
-        step = digest + int(message.id or 0).to_bytes(8, "big") + message.data.encode()
-        digest = hashlib.sha256(step).digest()
-    assert (len(before), digest.hex()) == (proof["events"], proof["sha256"])
+    received = expected_proof((int(m.id or 0), m.data.encode()) for m in before)
+    assert received == (proof["events"], proof["sha256"])

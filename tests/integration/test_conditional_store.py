@@ -8,7 +8,6 @@ The terminal event's proof covers exactly the events stored before it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator
 
 import nats
@@ -40,6 +39,7 @@ from schemas import (
     encode,
     run_subject,
 )
+from tests.proof import expected_proof
 
 ORG = "default"
 
@@ -263,14 +263,6 @@ def proof_of(terminal: StoredEvent) -> Completeness | None:
     return event.completeness
 
 
-def independent_proof(events: list[StoredEvent]) -> tuple[int, str]:
-    """The README's recipe, written out here rather than imported."""
-    digest = b"\0" * 32
-    for event in events:
-        digest = hashlib.sha256(digest + event.seq.to_bytes(8, "big") + event.data).digest()
-    return len(events), digest.hex()
-
-
 async def test_the_terminal_proof_covers_every_event_stored_before_it(nc: NATS) -> None:
     run = new_run()
     await append(nc, run_subject(ORG, run), tokens(run, 0, 300), expected_last=0)
@@ -282,7 +274,7 @@ async def test_the_terminal_proof_covers_every_event_stored_before_it(nc: NATS) 
     assert seq == events[-1].seq and events[-1].type == "done"
     proof = proof_of(events[-1])
     assert proof is not None
-    assert (proof.events, proof.sha256) == independent_proof(events[:-1])
+    assert (proof.events, proof.sha256) == expected_proof((e.seq, e.data) for e in events[:-1])
 
 
 class StoresAfterReading(HistoryReader):
@@ -311,7 +303,7 @@ async def test_an_event_landing_while_the_end_is_proved_is_covered_not_lost(nc: 
     assert [e.type for e in events] == ["token"] * 6 + ["failed"]
     proof = proof_of(events[-1])
     assert proof is not None
-    assert (proof.events, proof.sha256) == independent_proof(events[:-1])
+    assert (proof.events, proof.sha256) == expected_proof((e.seq, e.data) for e in events[:-1])
 
 
 async def test_two_publishers_of_the_end_store_one_terminal_event(nc: NATS) -> None:
