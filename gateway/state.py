@@ -42,8 +42,12 @@ class GatewayState:
     metrics: Metrics
 
 
-def gateway_state(request: Request) -> GatewayState:
-    """The running gateway's state, for dependency injection."""
+async def gateway_state(request: Request) -> GatewayState:
+    """The running gateway's state, for dependency injection.
+
+    Async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, a thread
+    hand-off on every request.
+    """
     state: GatewayState = request.state.gateway
     return state
 
