@@ -4,18 +4,12 @@ JetStream checks ``Nats-Expected-Last-Subject-Sequence`` and stores in one step,
 made from the run's last stored event ("the run has not finished", "no newer attempt took over")
 cannot be raced by another store landing between the check and the write.
 
-Several events go as one JetStream atomic batch (ADR-50, ``allow_atomic`` on the stream): every
-message is written to the connection at once and only the commit waits for an answer, so a post
-costs one round trip, and the events are stored all-or-nothing, in order, contiguously. A single
-event is an ordinary conditional publish: an atomic batch on a file-backed R1 stream stages in a
-store of its own, which one event does not need.
+A message may hold several events (``agentstream.event_envelope``): they are stored together.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Sequence
 from typing import NamedTuple
 
 from nats.aio.client import Client as NATS
@@ -23,19 +17,15 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
-_BATCH_ID = "Nats-Batch-Id"
-_BATCH_SEQ = "Nats-Batch-Sequence"
-_BATCH_COMMIT = "Nats-Batch-Commit"
 
 # JetStream API error codes (nats-server errors.json).
 _WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
 _DUPLICATE_IN_PROCESS = 10158
-_BATCH_HAS_DUPLICATE = 10201
-_TOO_MANY_BATCHES = 10210
 
 
 class OutgoingEvent(NamedTuple):
-    """One encoded event and the headers it is stored with (its ``Nats-Msg-Id`` among them)."""
+    """A message to store: one encoded event, or several packed together, and its headers
+    (its ``Nats-Msg-Id`` among them)."""
 
     data: bytes
     headers: dict[str, str]
@@ -50,7 +40,7 @@ class LastSequenceMoved(AppendError):
 
 
 class AlreadyStored(AppendError):
-    """The events' ``Nats-Msg-Id`` are already stored: this is a retry of a stored append."""
+    """The message's ``Nats-Msg-Id`` is already stored: this is a retry of a stored append."""
 
     def __init__(self, seq: int) -> None:
         super().__init__(f"already stored (sequence {seq})")
@@ -64,35 +54,20 @@ class AppendBusy(AppendError):
 async def append(
     nc: NATS,
     subject: str,
-    events: Sequence[OutgoingEvent],
+    event: OutgoingEvent,
     *,
     expected_last: int,
     timeout: float = 5.0,
 ) -> int:
-    """Store ``events`` after ``subject``'s message ``expected_last`` (0: none); return the last
-    stored sequence.
+    """Store ``event`` after ``subject``'s message ``expected_last`` (0: none); return its
+    stream sequence.
 
     Raises :class:`LastSequenceMoved` if the subject moved on, :class:`AlreadyStored` for a
     retried append, :class:`AppendBusy` when the store did not answer or asked to retry later,
     :class:`AppendError` for any other refusal. Nothing is stored unless this returns.
     """
-    if not events:
-        raise ValueError("nothing to append")
-    condition = {EXPECTED_LAST_SUBJECT_SEQ: str(expected_last)}
-    if len(events) == 1:
-        only = events[0]
-        return await _request(nc, subject, only.data, {**only.headers, **condition}, timeout)
-    batch = uuid.uuid4().hex
-    last = len(events)
-    for index, event in enumerate(events[:-1], start=1):
-        headers = {**event.headers, _BATCH_ID: batch, _BATCH_SEQ: str(index)}
-        if index == 1:
-            headers.update(condition)
-        # No reply subject: the server answers only the commit, which fails if any part failed.
-        await nc.publish(subject, event.data, headers=headers)
-    final = events[-1]
-    commit = {**final.headers, _BATCH_ID: batch, _BATCH_SEQ: str(last), _BATCH_COMMIT: "1"}
-    return await _request(nc, subject, final.data, commit, timeout)
+    headers = {**event.headers, EXPECTED_LAST_SUBJECT_SEQ: str(expected_last)}
+    return await _request(nc, subject, event.data, headers, timeout)
 
 
 async def _request(
@@ -120,8 +95,6 @@ def _stored_sequence(answer: bytes) -> int:
     description = error.get("description", "")
     if code in _WRONG_LAST_SEQUENCE or code == _DUPLICATE_IN_PROCESS:
         raise LastSequenceMoved(description)
-    if code == _BATCH_HAS_DUPLICATE:
-        raise AlreadyStored(0)
-    if code == _TOO_MANY_BATCHES or error.get("code") == 503:
+    if error.get("code") == 503:
         raise AppendBusy(description)
     raise AppendError(f"stream refused the events: {description} ({code})")

@@ -22,7 +22,12 @@ AGENT_PRODUCER = "agent"
 
 def msg_id(event: BaseEvent, producer: str) -> str:
     """The de-duplication key: a retried publish of the same event is stored once."""
-    return f"{event.run}:{producer}:{event.attempt}:{event.n}"
+    return message_id(event.run, producer, event.attempt, event.n)
+
+
+def message_id(run: str, producer: str, attempt: int, n: int) -> str:
+    """The de-duplication key of a producer's message whose (last) event is number ``n``."""
+    return f"{run}:{producer}:{attempt}:{n}"
 
 
 class MsgIdParts(NamedTuple):

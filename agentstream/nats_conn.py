@@ -110,8 +110,6 @@ def runs_stream_config(max_age_s: float, replicas: int) -> StreamConfig:
         allow_direct=True,
         discard=DiscardPolicy.OLD,
         republish=RePublish(src="runs.>", dest="live.>"),
-        # A bridge post is stored as one atomic batch: all or none, in order, one round trip.
-        allow_atomic=True,
     )
 
 

@@ -1,4 +1,4 @@
-"""Reading a run's stored events from the ``RUNS`` stream by sequence.
+"""Reading a run's stored events from the ``RUNS`` stream, in order, after a given event ID.
 
 Uses JetStream's batched direct get (``next_by_subj`` + ``batch``): no consumer is created, so
 thousands of clients resuming at once cost the cluster only reads.
@@ -14,10 +14,11 @@ from typing import NamedTuple
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from agentstream.event_envelope import EVENT_COUNT_HEADER
 from agentstream.event_publisher import EVENT_ATTEMPT_HEADER, EVENT_TYPE_HEADER, parse_msg_id
 from agentstream.nats_conn import STREAM_NAME
-from agentstream.stored_event import StoredEvent
-from schemas import run_subject, run_subject_any_org
+from agentstream.stored_event import StoredEvent, events_of
+from schemas import message_seq, run_subject, run_subject_any_org
 
 _BATCH = 256
 
@@ -31,6 +32,7 @@ def _org_of_subject(subject: str) -> str:
 class LastEvent(NamedTuple):
     """What a conditional append needs to know of a run's newest event."""
 
+    # The stream sequence of the message holding it.
     seq: int
     type: str
     attempt: int
@@ -45,7 +47,7 @@ class HistoryUnavailable(Exception):
 
 
 class HistoryReader:
-    """Reads runs' events after a given sequence, in order."""
+    """Reads runs' events after a given event ID, in order."""
 
     def __init__(self, nc: NATS, *, timeout_s: float = 5.0, stream: str = STREAM_NAME) -> None:
         self._nc = nc
@@ -53,15 +55,25 @@ class HistoryReader:
         self._api = f"$JS.API.DIRECT.GET.{stream}"
 
     async def read(self, org: str, run: str, *, after: int) -> AsyncIterator[StoredEvent]:
-        """Every stored event of ``org``'s ``run`` whose sequence is greater than ``after``."""
-        start = after + 1
-        while True:
-            batch, pending = await self._read_batch(run_subject(org, run), start)
-            for event in batch:
-                yield event
-            if not batch or pending == 0:
-                return
-            start = batch[-1].seq + 1
+        """Every stored event of ``org``'s ``run`` whose ID is greater than ``after``."""
+        # The message holding event ``after`` may hold later events too.
+        async for msg in self._messages(run_subject(org, run), max(message_seq(after), 1)):
+            headers = msg.headers or {}
+            seq = int(headers["Nats-Sequence"])
+            org_of_subject = _org_of_subject(headers.get("Nats-Subject", ""))
+            for event in events_of(seq, 0, headers, msg.data, org_of_subject):
+                if event.id > after:
+                    yield event
+
+    async def last_number(self, org: str, run: str, producer: str, attempt: int) -> int:
+        """The number of the newest event ``producer`` stored for ``attempt`` of the run (from
+        the messages' ``Nats-Msg-Id``), or -1 if it stored none. Reads the whole run."""
+        last = -1
+        async for msg in self._messages(run_subject(org, run), 1):
+            named = parse_msg_id((msg.headers or {}).get("Nats-Msg-Id", ""))
+            if named is not None and named.producer == producer and named.attempt == attempt:
+                last = max(last, named.n)
+        return last
 
     async def has_events(self, org: str, run: str) -> bool:
         """Whether the stream holds any event of ``org``'s ``run``."""
@@ -75,7 +87,9 @@ class HistoryReader:
         events another org's producer publishes under the same run ID are never merged in.
         """
         batch, _ = await self._read_batch(run_subject_any_org(run), 1, size=1)
-        return batch[0].org if batch else None
+        if not batch:
+            return None
+        return _org_of_subject((batch[0].headers or {}).get("Nats-Subject", ""))
 
     async def last_event(self, org: str, run: str) -> LastEvent | None:
         """Sequence, type and attempt of the run's newest stored event, if it has any."""
@@ -90,18 +104,30 @@ class HistoryReader:
         if headers.get("Status") is not None:
             return None
         named = parse_msg_id(headers.get("Nats-Msg-Id", ""))
+        # A message of several events names all their types; the last one is the newest.
+        types = headers.get(EVENT_TYPE_HEADER, "message")
         return LastEvent(
             seq=int(headers["Nats-Sequence"]),
-            type=headers.get(EVENT_TYPE_HEADER, "message"),
+            type=types.rsplit(",", 1)[-1] if EVENT_COUNT_HEADER in headers else types,
             attempt=int(headers.get(EVENT_ATTEMPT_HEADER, "0")),
             producer=named.producer if named else "",
             n=named.n if named else -1,
         )
 
+    async def _messages(self, subject: str, start: int) -> AsyncIterator[Msg]:
+        """Every stored message of ``subject`` from sequence ``start``, in order."""
+        while True:
+            batch, pending = await self._read_batch(subject, start)
+            for msg in batch:
+                yield msg
+            if not batch or pending == 0:
+                return
+            start = int((batch[-1].headers or {})["Nats-Sequence"]) + 1
+
     async def _read_batch(
         self, subject: str, start: int, size: int = _BATCH
-    ) -> tuple[list[StoredEvent], int]:
-        """One batch of ``subject`` from ``start``, and how many of its events lie beyond it."""
+    ) -> tuple[list[Msg], int]:
+        """A batch of ``subject``'s messages from sequence ``start``, and how many lie beyond."""
         replies: asyncio.Queue[Msg] = asyncio.Queue()
 
         async def on_reply(msg: Msg) -> None:
@@ -112,7 +138,7 @@ class HistoryReader:
         try:
             request = {"seq": start, "next_by_subj": subject, "batch": size}
             await self._nc.publish(self._api, json.dumps(request).encode(), reply=inbox)
-            events: list[StoredEvent] = []
+            messages: list[Msg] = []
             while True:
                 try:
                     msg = await asyncio.wait_for(replies.get(), self._timeout_s)
@@ -121,18 +147,10 @@ class HistoryReader:
                 headers = msg.headers or {}
                 status = headers.get("Status")
                 if status == "404":
-                    return events, 0
+                    return messages, 0
                 if status is not None:
                     # 204 end of batch: what is left beyond it decides whether to read on.
-                    return events, int(headers.get("Nats-Num-Pending", "0"))
-                events.append(
-                    StoredEvent(
-                        seq=int(headers["Nats-Sequence"]),
-                        prev_seq=0,
-                        type=headers.get(EVENT_TYPE_HEADER, "message"),
-                        data=msg.data,
-                        org=_org_of_subject(headers.get("Nats-Subject", "")),
-                    )
-                )
+                    return messages, int(headers.get("Nats-Num-Pending", "0"))
+                messages.append(msg)
         finally:
             await sub.unsubscribe()

@@ -1,19 +1,23 @@
-"""A run's event as the gateway relays it: stream sequence, type and the JSON payload."""
+"""A run's event as the gateway relays it: where it is stored, its type and its JSON payload."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
-from nats.aio.msg import Msg
-
-from agentstream.event_publisher import EVENT_TYPE_HEADER
-from schemas import TERMINAL_EVENT_TYPES
+from agentstream.event_envelope import unpack
+from schemas import TERMINAL_EVENT_TYPES, event_id
 
 
 class StoredEvent(NamedTuple):
-    """One stored event; ``prev_seq`` is the run's previous sequence (0 for its first event)."""
+    """One stored event.
+
+    ``seq`` is the stream sequence of the message holding it and ``position`` its place there;
+    ``prev_seq`` is the run's message stored before (0 for its first).
+    """
 
     seq: int
+    position: int
     prev_seq: int
     type: str
     data: bytes
@@ -21,17 +25,25 @@ class StoredEvent(NamedTuple):
     org: str = ""
 
     @property
+    def id(self) -> int:
+        """The event's ID (``schemas.event_ids``): what clients resume after."""
+        return event_id(self.seq, self.position)
+
+    @property
     def terminal(self) -> bool:
         """Whether this event ends the run's stream."""
         return self.type in TERMINAL_EVENT_TYPES
 
-    @classmethod
-    def from_republished(cls, msg: Msg) -> StoredEvent:
-        """Build from a ``live.>`` message, whose headers the stream's RePublish set."""
-        headers = msg.headers or {}
-        return cls(
-            seq=int(headers["Nats-Sequence"]),
-            prev_seq=int(headers.get("Nats-Last-Sequence", "0")),
-            type=headers.get(EVENT_TYPE_HEADER, "message"),
-            data=msg.data,
-        )
+
+def events_of(
+    seq: int, prev_seq: int, headers: Mapping[str, str], data: bytes, org: str = ""
+) -> list[StoredEvent]:
+    """Every event of the message stored at ``seq``, in order.
+
+    Raises ``agentstream.event_envelope.MalformedEnvelope`` for a message whose headers and
+    data disagree.
+    """
+    return [
+        StoredEvent(seq, position, prev_seq, type_, part, org)
+        for position, (type_, part) in enumerate(unpack(headers, data))
+    ]

@@ -23,7 +23,7 @@ from agentstream.conditional_append import (
 )
 from agentstream.event_publisher import TERMINAL_PRODUCER, event_headers
 from agentstream.run_history import HistoryReader
-from schemas import CompletenessTally, TerminalEvent, encode, run_subject
+from schemas import CompletenessTally, TerminalEvent, encode, event_id, run_subject
 
 log = logging.getLogger(__name__)
 
@@ -39,23 +39,25 @@ class TerminalNotStored(Exception):
 async def publish_terminal(
     nc: NATS, history: HistoryReader, org: str, event: TerminalEvent, *, timeout: float = 5.0
 ) -> int | None:
-    """Store ``event`` as the run's last event, with its proof; its sequence, or None if the run
+    """Store ``event`` as the run's last event, with its proof; its event ID, or None if the run
     had already ended (a retried or concurrent publish)."""
     tally = CompletenessTally()
-    last_seq = 0
+    last_id = last_seq = 0
     subject = run_subject(org, event.run)
     for _ in range(_MAX_TRIES):
-        async for stored in history.read(org, event.run, after=last_seq):
+        async for stored in history.read(org, event.run, after=last_id):
             if stored.terminal:
                 return None
-            tally.add(stored.seq, stored.data)
-            last_seq = stored.seq
+            tally.add(stored.id, stored.data)
+            last_id, last_seq = stored.id, stored.seq
         proved = msgspec.structs.replace(event, completeness=tally.proof())
         outgoing = OutgoingEvent(encode(proved), event_headers(proved, TERMINAL_PRODUCER))
         try:
-            return await append(nc, subject, [outgoing], expected_last=last_seq, timeout=timeout)
+            seq = await append(nc, subject, outgoing, expected_last=last_seq, timeout=timeout)
         except AlreadyStored:
             return None
         except (LastSequenceMoved, AppendBusy) as exc:
             log.info("run %s moved on while its end was proved (%s): reading on", event.run, exc)
+            continue
+        return event_id(seq)
     raise TerminalNotStored(f"run {event.run} did not hold still for its terminal event")

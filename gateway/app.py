@@ -96,9 +96,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     store=store,
                     hub=hub,
                     history=history,
-                    # Atomic batches only where the server stages them cheaply (in memory, on a
-                    # replicated stream): see gateway.run_appender.
-                    appender=RunAppender(nc, history, atomic=settings.runs_replicas > 1),
+                    appender=RunAppender(nc, history),
                     directory=RunDirectory(temporal, store, history),
                     open_runs=OpenRuns(temporal),
                     auth=auth,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Final
 
 from nats.aio.client import Client as NATS
@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from agentstream.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics
-from gateway.sse_frames import Frame, live_frame
+from gateway.sse_frames import Frame, live_frames
 from schemas import live_subject
 
 log = logging.getLogger(__name__)
@@ -73,16 +73,20 @@ class Watcher:
 
     def offer(self, item: LiveItem) -> None:
         """Hand an item to the client without ever waiting on it."""
+        self.offer_all((item,))
+
+    def offer_all(self, items: Sequence[LiveItem]) -> None:
+        """Hand items to the client, in order, without ever waiting on it."""
         if self.overflowed:
             return
-        if len(self._items) >= self._limit:
+        if len(self._items) + len(items) > self._limit:
             self.overflowed = True
             # The one item the client must see next: the order to go away.
             self._items = [OVERFLOW]
             self._on_overflow()
             self._on_cut()
         else:
-            self._items.append(item)
+            self._items.extend(items)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -212,12 +216,12 @@ class LiveHub:
         async def deliver(msg: Msg) -> None:
             try:
                 # Encoded here, once, for every client of the run on this replica.
-                frame = live_frame(msg)
+                frames = live_frames(msg)
             except (KeyError, ValueError):
-                log.warning("live message without stream headers on %s", msg.subject)
+                log.warning("unreadable live message on %s", msg.subject)
                 return
             for watcher in tuple(channel.watchers):
-                watcher.offer(frame)
+                watcher.offer_all(frames)
 
         return await self._nc.subscribe(
             subject,

@@ -1,23 +1,20 @@
 """The bridge's store: an agent attempt's events appended to its run, unless the run moved on.
 
 A post is stored only if the run has not finished and no newer attempt took over. Both are read
-from the run's last stored event, and every store is conditional on that event still being the
-last (``agentstream.conditional_append``), so a terminal event or a ``reset`` landing in between
-makes the store fail and the post is judged again: no late chunk is ever stored after a run ended.
+from the run's last stored message, and every store is conditional on that message still being
+the last (``agentstream.conditional_append``), so a terminal event or a ``reset`` landing in
+between makes the store fail and the post is judged again: no late chunk is ever stored after a
+run ended.
 
-Each replica remembers the last event it stored per run, so the next post of the same attempt (an
-agent posts in order, to the same bridge) skips the read. A retried post is recognised by the
-agent's event numbers: what an earlier try stored is not stored again.
+A post's events are stored as one message (``agentstream.event_envelope``): one publish and one
+acknowledgement, all or none, in order. Only a post too large for one NATS message (above the
+server's ``max_payload``) becomes several, each conditional on the one before; a failure between
+them leaves a prefix stored, and the agent's retry stores the rest.
 
-Two ways to store a post of several events:
-
-- ``atomic``: one JetStream atomic batch, one round trip, all or none. On a replicated stream
-  the server stages a batch in memory, which is cheap.
-- ``chained``: one conditional publish per event, each conditional on the one before. On an R1
-  file-backed stream the server stages every atomic batch in a file store of its own and syncs
-  it to disk: measured here at ~30 ms per batch, serialised across the whole stream (33 posts/s
-  against 711 single events/s). Chained stores keep order and the refusals race-free; a failure
-  mid-post leaves a prefix stored, and the agent's retry stores the rest.
+Each replica remembers the last message it stored per run, so the next post of the same attempt
+(an agent posts in order, to the same bridge) skips the read. A retried post is recognised by the
+agent's event numbers, carried in each message's ``Nats-Msg-Id``: what an earlier try stored is
+not stored again, however long ago and whatever was stored since.
 """
 
 from __future__ import annotations
@@ -35,36 +32,45 @@ from agentstream.conditional_append import (
     OutgoingEvent,
     append,
 )
-from agentstream.event_publisher import AGENT_PRODUCER
+from agentstream.event_envelope import pack
+from agentstream.event_publisher import (
+    AGENT_PRODUCER,
+    EVENT_ATTEMPT_HEADER,
+    EVENT_TYPE_HEADER,
+    message_id,
+)
 from agentstream.http import Conflict, Unavailable
 from agentstream.run_history import HistoryReader
-from schemas import TERMINAL_EVENT_TYPES, run_subject
+from schemas import EVENTS_PER_MESSAGE, TERMINAL_EVENT_TYPES, event_id, run_subject
 
 # A post is judged again after each store that landed before it; an attempt's own posts come one
 # after another, so only a run's end or a new attempt can move it, a few times at most.
 _MAX_TRIES = 8
+# Room left in a message for its headers besides the events' types.
+_HEADER_ROOM = 1024
 
 
 class AgentEvent(NamedTuple):
-    """One event of a post: its number among the attempt's events, and how it is stored."""
+    """One event of a post: its number among the attempt's events, type and encoded JSON."""
 
     n: int
-    outgoing: OutgoingEvent
+    type: str
+    data: bytes
 
 
 class _Tip(NamedTuple):
-    """The run's last stored event, as far as this replica knows."""
+    """The run's last stored message, as far as this replica knows."""
 
     seq: int
     attempt: int
-    # Its number among the attempt's agent events; -1 if it is not one.
+    # The number of its (last) event among the attempt's agent events; -1 if it is not one.
     n: int
 
 
 class AppendResult(NamedTuple):
-    """Where the post's events were stored; ``duplicate`` if earlier tries had stored them all."""
+    """The IDs of the post's stored events; ``duplicate`` if earlier tries had stored them all."""
 
-    seqs: list[int]
+    ids: list[int]
     duplicate: bool = False
 
 
@@ -76,12 +82,14 @@ class RunAppender:
         nc: NATS,
         history: HistoryReader,
         *,
-        atomic: bool,
+        max_message_bytes: int | None = None,
         remembered_runs: int = 10_000,
     ) -> None:
+        """``max_message_bytes``: the largest message to store (default: the server's
+        ``max_payload``)."""
         self._nc = nc
         self._history = history
-        self._atomic = atomic
+        self._max_message_bytes = max_message_bytes
         self._tips: OrderedDict[tuple[str, str], _Tip] = OrderedDict()
         self._remembered_runs = remembered_runs
 
@@ -99,30 +107,24 @@ class RunAppender:
         if tip is not None and tip.attempt != attempt:
             tip = None
         pending = list(events)
-        seqs: list[int] = []
-        atomic = self._atomic
+        ids: list[int] = []
         for _ in range(_MAX_TRIES):
             if tip is None:
                 tip = await self._judge(org, run, attempt)
             # Events an earlier try of this post stored (its answer was lost) are not stored again.
             pending = [event for event in pending if event.n > tip.n]
-            if not pending:
-                break
             try:
-                if atomic and len(pending) > 1:
-                    outgoing = [event.outgoing for event in pending]
-                    last = await append(self._nc, subject, outgoing, expected_last=tip.seq)
-                    seqs += range(last - len(pending) + 1, last + 1)
-                    tip = _Tip(last, attempt, pending[-1].n)
-                    pending = []
-                else:
-                    tip = await self._append_each(subject, attempt, pending, tip, seqs)
-            except LastSequenceMoved:
+                while pending:
+                    part = self._fitting(pending)
+                    seq = await append(
+                        self._nc, subject, _message(run, attempt, part), expected_last=tip.seq
+                    )
+                    ids += (event_id(seq, index) for index in range(len(part)))
+                    tip = _Tip(seq, attempt, part[-1].n)
+                    del pending[: len(part)]
+            except (LastSequenceMoved, AlreadyStored):
+                # Something else was stored, or this very message by an earlier try: look again.
                 tip = None
-                continue
-            except AlreadyStored:
-                # A batch holding an event stored earlier is refused whole: go one by one.
-                atomic = False
                 continue
             except AppendBusy as exc:
                 raise Unavailable(
@@ -135,30 +137,21 @@ class RunAppender:
                 headers={"Retry-After": "1"},
             )
         self._remember(key, tip)
-        return AppendResult(seqs=seqs, duplicate=not seqs)
+        return AppendResult(ids=ids, duplicate=not ids)
 
-    async def _append_each(
-        self, subject: str, attempt: int, pending: list[AgentEvent], tip: _Tip, seqs: list[int]
-    ) -> _Tip:
-        """Store ``pending`` one by one, each conditional on the one before; the new tip.
-
-        Stored events leave ``pending`` as they go, so a failure leaves what is left to store.
-        """
-        while pending:
-            event = pending[0]
-            try:
-                last = await append(self._nc, subject, [event.outgoing], expected_last=tip.seq)
-            except AlreadyStored:
-                # Stored by an earlier post; nothing was added, so the tip still holds.
-                pending.pop(0)
-                continue
-            seqs.append(last)
-            tip = _Tip(last, attempt, event.n)
-            pending.pop(0)
-        return tip
+    def _fitting(self, pending: list[AgentEvent]) -> list[AgentEvent]:
+        """The longest prefix of ``pending`` that one message can hold (at least one event)."""
+        budget = (self._max_message_bytes or self._nc.max_payload) - _HEADER_ROOM
+        count = size = 0
+        for event in pending[:EVENTS_PER_MESSAGE]:
+            size += len(event.data) + len(event.type) + 2
+            if size > budget and count:
+                break
+            count += 1
+        return pending[:count]
 
     async def _judge(self, org: str, run: str, attempt: int) -> _Tip:
-        """The run's last event, if the attempt may still add to it."""
+        """The run's last message, if the attempt may still add to it."""
         last = await self._history.last_event(org, run)
         if last is None:
             return _Tip(0, attempt, -1)
@@ -167,10 +160,28 @@ class RunAppender:
         if last.attempt > attempt:
             # A newer attempt took over (after a crash or timeout): the old one must stop.
             raise Conflict(f"attempt {attempt} was superseded by attempt {last.attempt}")
-        ours = last.producer == AGENT_PRODUCER and last.attempt == attempt
-        return _Tip(last.seq, attempt, last.n if ours else -1)
+        if last.producer == AGENT_PRODUCER and last.attempt == attempt:
+            return _Tip(last.seq, attempt, last.n)
+        # Someone else stored the last message (the worker, at an attempt's start): what this
+        # attempt's agent stored before it, if anything, is found by reading the run.
+        n = await self._history.last_number(org, run, AGENT_PRODUCER, attempt)
+        return _Tip(last.seq, attempt, n)
 
     def _remember(self, key: tuple[str, str], tip: _Tip) -> None:
         self._tips[key] = tip
         while len(self._tips) > self._remembered_runs:
             self._tips.popitem(last=False)
+
+
+def _message(run: str, attempt: int, events: list[AgentEvent]) -> OutgoingEvent:
+    """One message holding ``events``; its ``Nats-Msg-Id`` names the last, so a retry of the
+    same message is stored once."""
+    headers = {
+        "Nats-Msg-Id": message_id(run, AGENT_PRODUCER, attempt, events[-1].n),
+        EVENT_ATTEMPT_HEADER: str(attempt),
+    }
+    if len(events) == 1:
+        only = events[0]
+        return OutgoingEvent(only.data, {**headers, EVENT_TYPE_HEADER: only.type})
+    packed_headers, data = pack([e.type for e in events], [e.data for e in events])
+    return OutgoingEvent(data, {**headers, **packed_headers})

@@ -1,7 +1,7 @@
-"""One client's view of a run: stored history, then live events, merged by stream sequence.
+"""One client's view of a run: stored history, then live events, merged by event ID.
 
-The guarantee: every event after ``after``, in sequence order, once. Live events that overlap
-history are dropped by sequence; a live event whose ``Nats-Last-Sequence`` is beyond what was
+The guarantee: every event after ``after``, in ID order, once. Live events that overlap history
+are dropped by ID; a live event whose message's ``Nats-Last-Sequence`` is beyond the message last
 delivered reveals a hole, which is refilled from the stream before anything else is sent.
 Events come out in batches: whatever is ready at once, so a client's frames leave together.
 """
@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from agentstream.run_history import HistoryReader
 from gateway.live_hub import OVERFLOW, LiveHub, do_nothing
 from gateway.sse_frames import Frame, frame_of
+from schemas import message_seq
 
 # History is read 256 events a request; a client gets it in sends of this many.
 _HISTORY_BATCH = 256
@@ -35,7 +36,7 @@ async def stream_run(
     on_cut: Callable[[], object] = do_nothing,
     on_idle: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[list[Frame]]:
-    """Every event of ``run`` with a sequence greater than ``after``, ending at the terminal one.
+    """Every event of ``run`` with an ID greater than ``after``, ending at the terminal one.
 
     Yields non-empty batches in order, and an empty one after each ``tick_s`` (default
     ``idle_check_s``) without events, so the caller can keep the connection alive.
@@ -48,7 +49,7 @@ async def stream_run(
         last = after
         async for batch in _read_history(history, org, run, last):
             yield batch
-            last = batch[-1].seq
+            last = batch[-1].id
             if batch[-1].terminal:
                 return
         quiet_since = loop.time()
@@ -69,14 +70,14 @@ async def stream_run(
             for item in items:
                 if item is OVERFLOW:
                     raise ClientTooSlow(run)
-                if not isinstance(item, Frame) or item.prev_seq > last:
+                if not isinstance(item, Frame) or item.prev_seq > message_seq(last):
                     # A hole or a resync order: the stream is the truth, read what it has.
                     refill = True
                     break
-                if item.seq <= last:
+                if item.id <= last:
                     continue
                 ready.append(item)
-                last = item.seq
+                last = item.id
                 if item.terminal:
                     yield ready
                     return
@@ -87,7 +88,7 @@ async def stream_run(
                 async for batch in _read_history(history, org, run, last):
                     found = True
                     yield batch
-                    last = batch[-1].seq
+                    last = batch[-1].id
                     if batch[-1].terminal:
                         return
                 if not found and not items:

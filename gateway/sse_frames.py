@@ -6,9 +6,7 @@ from typing import NamedTuple
 
 from nats.aio.msg import Msg
 
-from agentstream.event_publisher import EVENT_TYPE_HEADER
-from agentstream.stored_event import StoredEvent
-from schemas import TERMINAL_EVENT_TYPES
+from agentstream.stored_event import StoredEvent, events_of
 
 PING = b": ping\n\n"
 
@@ -16,10 +14,13 @@ PING = b": ping\n\n"
 class Frame(NamedTuple):
     """One event as its clients receive it: the merge keys and the bytes on the wire."""
 
+    # The event's ID, and the sequences of the message holding it and of the run's message
+    # stored before that one (``StoredEvent``).
+    id: int
     seq: int
     prev_seq: int
     terminal: bool
-    # ``id: <seq>\nevent: <type>\ndata: <json>\n\n``
+    # ``id: <id>\nevent: <type>\ndata: <json>\n\n``
     wire: bytes
 
 
@@ -30,27 +31,23 @@ def _data(data: bytes) -> bytes:
     return data
 
 
-def _frame(seq: bytes, event_type: bytes, data: bytes) -> bytes:
-    return b"id: %b\nevent: %b\ndata: %b\n\n" % (seq, event_type, _data(data))
-
-
 def frame_of(event: StoredEvent) -> Frame:
     """The frame of an event read from the stream."""
-    wire = _frame(str(event.seq).encode(), event.type.encode(), event.data)
-    return Frame(event.seq, event.prev_seq, event.terminal, wire)
+    event_id = event.id
+    wire = b"id: %d\nevent: %b\ndata: %b\n\n" % (event_id, event.type.encode(), _data(event.data))
+    return Frame(event_id, event.seq, event.prev_seq, event.terminal, wire)
 
 
-def live_frame(msg: Msg) -> Frame:
-    """The frame of a ``live.>`` message, whose headers the stream's RePublish set.
+def live_frames(msg: Msg) -> list[Frame]:
+    """The frames of a ``live.>`` message's events, whose headers the stream's RePublish set.
 
-    Raises ``KeyError`` or ``ValueError`` for a message without those headers.
+    Raises ``KeyError`` or ``ValueError`` for a message without those headers or whose events
+    cannot be read.
     """
     headers = msg.headers or {}
-    seq = headers["Nats-Sequence"]
-    event_type = headers.get(EVENT_TYPE_HEADER, "message")
-    wire = _frame(seq.encode(), event_type.encode(), msg.data)
+    seq = int(headers["Nats-Sequence"])
     prev_seq = int(headers.get("Nats-Last-Sequence", "0"))
-    return Frame(int(seq), prev_seq, event_type in TERMINAL_EVENT_TYPES, wire)
+    return [frame_of(event) for event in events_of(seq, prev_seq, headers, msg.data)]
 
 
 def opening(text: str, retry_ms: int) -> bytes:

@@ -2,6 +2,7 @@
 
 from schemas.codec import decode_event, decode_event_batch, encode
 from schemas.completeness import Completeness, CompletenessTally, chain
+from schemas.event_ids import EVENTS_PER_MESSAGE, event_id, message_seq
 from schemas.events import (
     TERMINAL_EVENT_TYPES,
     BaseEvent,
@@ -55,6 +56,7 @@ from schemas.messages import (
 __all__ = [
     "DEFAULT_ORG",
     "DEFAULT_RUN_TIMEOUT_S",
+    "EVENTS_PER_MESSAGE",
     "ID_PATTERN",
     "TERMINAL_EVENT_TYPES",
     "WAITING_FOR_AGENT_SINCE",
@@ -94,10 +96,12 @@ __all__ = [
     "decode_event",
     "decode_event_batch",
     "encode",
+    "event_id",
     "event_type",
     "is_terminal",
     "is_valid_id",
     "live_subject",
+    "message_seq",
     "require_id",
     "run_subject",
     "run_subject_any_org",

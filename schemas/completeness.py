@@ -5,10 +5,10 @@ A client that received every event of a run before its terminal one can recomput
 through the same server:
 
     h = 32 zero bytes
-    for each event, in stream order:  h = SHA-256(h || seq as 8 bytes big-endian || data)
+    for each event, in stream order:  h = SHA-256(h || id as 8 bytes big-endian || data)
 
-``seq`` is the event's stream sequence (the SSE ``id``), ``data`` its JSON bytes as stored (the
-SSE ``data``, UTF-8). ``sha256`` is the final ``h`` in lowercase hex.
+``id`` is the event's ID (the SSE ``id``, see ``schemas.event_ids``), ``data`` its JSON bytes as
+stored (the SSE ``data``, UTF-8). ``sha256`` is the final ``h`` in lowercase hex.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ class Completeness(msgspec.Struct, kw_only=True, frozen=True):
     sha256: str
 
 
-def chain(digest: bytes, seq: int, data: bytes) -> bytes:
+def chain(digest: bytes, event_id: int, data: bytes) -> bytes:
     """The running hash after one more event."""
-    return hashlib.sha256(digest + seq.to_bytes(8, "big") + data).digest()
+    return hashlib.sha256(digest + event_id.to_bytes(8, "big") + data).digest()
 
 
 class CompletenessTally:
@@ -39,10 +39,10 @@ class CompletenessTally:
         self.events = 0
         self.digest = GENESIS
 
-    def add(self, seq: int, data: bytes) -> None:
+    def add(self, event_id: int, data: bytes) -> None:
         """Account for the next event of the run."""
         self.events += 1
-        self.digest = chain(self.digest, seq, data)
+        self.digest = chain(self.digest, event_id, data)
 
     def proof(self) -> Completeness:
         """The proof over every event added so far."""

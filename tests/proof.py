@@ -8,9 +8,9 @@ from collections.abc import Iterable
 
 
 def expected_proof(events: Iterable[tuple[int, bytes]]) -> tuple[int, str]:
-    """``(events, sha256)`` over ``(seq, data)`` pairs in stream order."""
+    """``(events, sha256)`` over ``(id, data)`` pairs in stream order."""
     count, digest = 0, bytes(32)
-    for seq, data in events:
+    for event_id, data in events:
         count += 1
-        digest = hashlib.sha256(digest + seq.to_bytes(8, "big") + data).digest()
+        digest = hashlib.sha256(digest + event_id.to_bytes(8, "big") + data).digest()
     return count, digest.hex()

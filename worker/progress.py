@@ -9,8 +9,10 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from agentstream.event_publisher import EVENT_TYPE_HEADER
+from agentstream.event_envelope import MalformedEnvelope, unpack
 from schemas import Status, Token, ToolStart, decode_event
+
+_COUNTED = frozenset({"status", "token", "tool_start"})
 
 
 class Progress(msgspec.Struct, kw_only=True):
@@ -28,10 +30,17 @@ async def watch_progress(nc: NATS, org: str, run: str) -> AsyncIterator[Progress
     progress = Progress()
 
     async def on_event(msg: Msg) -> None:
-        if (msg.headers or {}).get(EVENT_TYPE_HEADER) not in ("status", "token", "tool_start"):
-            return
         try:
-            event = decode_event(msg.data)
+            events = unpack(msg.headers or {}, msg.data)
+        except MalformedEnvelope:
+            return
+        for type_, data in events:
+            if type_ in _COUNTED:
+                count(data)
+
+    def count(data: bytes) -> None:
+        try:
+            event = decode_event(data)
         except msgspec.DecodeError:
             return
         match event:

@@ -1,8 +1,8 @@
 """``POST /api/stream/{run}/chunk``: the callback bridge from agents into NATS.
 
-It answers only after JetStream stored every event of the body, all or none, in order, in one
-round trip (gateway.run_appender). An agent that gets no answer can retry the same body: the
-events' ``Nats-Msg-Id`` makes the retry a no-op, answered as a ``duplicate``.
+It answers only after JetStream stored every event of the body, all or none, in order, as one
+message in one round trip (gateway.run_appender). An agent that gets no answer can retry the same
+body: the events' numbers make the retry a no-op, answered as a ``duplicate``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import msgspec
 from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 
-from agentstream.conditional_append import OutgoingEvent
-from agentstream.event_publisher import AGENT_PRODUCER, event_headers
 from agentstream.http import (
     BadRequest,
     PayloadTooLarge,
@@ -47,12 +45,12 @@ _WORKER_ONLY = (Done, Failed, Cancelled, Reset)
 
 
 class Published(msgspec.Struct, frozen=True, kw_only=True):
-    """The bridge's answer: the stream sequence of each stored event, in order.
+    """The bridge's answer: the ID of each stored event, in order (as in SSE ``id:`` lines).
 
-    ``duplicate``: an earlier post had stored these events (a retry); ``seqs`` is then empty.
+    ``duplicate``: an earlier post had stored these events (a retry); ``ids`` is then empty.
     """
 
-    seqs: list[int]
+    ids: list[int]
     duplicate: bool = False
 
 
@@ -96,13 +94,13 @@ async def publish_chunk(
                 f"an event larger than {gw.settings.max_event_bytes} bytes", limit="event_size"
             )
     if not events:
-        return json_response(Published(seqs=[]))
+        return json_response(Published(ids=[]))
     if any(later.n <= earlier.n for earlier, later in itertools.pairwise(events)):
         # The numbers tell a retried post's stored part from the rest: they must increase.
         raise BadRequest("event numbers (n) must increase within a post")
     outgoing = [
-        AgentEvent(event.n, OutgoingEvent(data, event_headers(event, AGENT_PRODUCER)))
+        AgentEvent(event.n, event_type(event), data)
         for event, data in zip(events, encoded, strict=True)
     ]
     stored = await gw.appender.append(claims.org, run, claims.attempt, outgoing)
-    return json_response(Published(seqs=stored.seqs, duplicate=stored.duplicate))
+    return json_response(Published(ids=stored.ids, duplicate=stored.duplicate))

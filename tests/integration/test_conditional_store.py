@@ -14,13 +14,9 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from agentstream.conditional_append import (
-    AlreadyStored,
-    LastSequenceMoved,
-    OutgoingEvent,
-    append,
-)
-from agentstream.event_publisher import event_headers, publish_event
+import gateway.run_appender
+from agentstream.conditional_append import AlreadyStored, LastSequenceMoved, append
+from agentstream.event_publisher import publish_event
 from agentstream.http import Conflict
 from agentstream.nats_conn import ensure_runs_stream
 from agentstream.run_history import HistoryReader, LastEvent
@@ -33,10 +29,14 @@ from schemas import (
     Done,
     Failed,
     Reset,
+    Stage,
+    Status,
     TerminalEvent,
     Token,
     decode_event,
     encode,
+    event_id,
+    message_seq,
     run_subject,
 )
 from tests.proof import expected_proof
@@ -61,103 +61,131 @@ def new_run() -> str:
     return f"run_store_{next(_runs)}"
 
 
-def tokens(run: str, first: int, count: int, attempt: int = 1) -> list[OutgoingEvent]:
-    """``count`` agent tokens of ``run`` numbered from ``first``, encoded as the bridge does."""
-    events = [
-        Token(run=run, attempt=attempt, n=n, text=f"t{n}") for n in range(first, first + count)
-    ]
-    return [OutgoingEvent(encode(e), event_headers(e, "agent")) for e in events]
-
-
 def posted(run: str, first: int, count: int, attempt: int = 1) -> list[AgentEvent]:
-    """The same tokens as the bridge hands them to its appender."""
-    return [AgentEvent(first + i, e) for i, e in enumerate(tokens(run, first, count, attempt))]
-
-
-@pytest.fixture(params=[True, False], ids=["atomic", "chained"])
-def atomic(request: pytest.FixtureRequest) -> bool:
-    """Both ways the bridge stores a post."""
-    return bool(request.param)
+    """``count`` agent tokens of ``run`` numbered from ``first``, as the bridge hands them on."""
+    return [
+        AgentEvent(n, "token", encode(Token(run=run, attempt=attempt, n=n, text=f"t{n}")))
+        for n in range(first, first + count)
+    ]
 
 
 async def stored(nc: NATS, run: str) -> list[StoredEvent]:
     return [e async for e in HistoryReader(nc).read(ORG, run, after=0)]
 
 
-def texts(events: list[StoredEvent]) -> list[str]:
-    return [e.data.decode() for e in events]
+def numbers(events: list[StoredEvent]) -> list[int]:
+    return [decode_event(e.data).n for e in events]
 
 
-async def test_a_post_is_stored_in_order_contiguously_with_one_answer(nc: NATS) -> None:
+def data_of(post: list[AgentEvent]) -> list[bytes]:
+    return [e.data for e in post]
+
+
+async def test_a_post_is_one_message_its_events_in_order_with_consecutive_ids(nc: NATS) -> None:
     run = new_run()
-    post = tokens(run, 0, 50)
-    last = await append(nc, run_subject(ORG, run), post, expected_last=0)
+    post = posted(run, 0, 50)
+    result = await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, post)
     events = await stored(nc, run)
-    assert texts(events) == [p.data.decode() for p in post]
-    assert [e.seq for e in events] == list(range(last - 49, last + 1))
+    assert [e.data for e in events] == data_of(post)
+    assert len({e.seq for e in events}) == 1, "one message"
+    assert result.ids == [e.id for e in events] == [event_id(events[0].seq, i) for i in range(50)]
+    assert not result.duplicate
 
 
-async def test_a_retried_post_is_stored_once(nc: NATS) -> None:
+async def test_the_same_post_retried_through_any_replica_is_stored_once(nc: NATS) -> None:
     run = new_run()
-    subject = run_subject(ORG, run)
-    post = tokens(run, 0, 10)
-    await append(nc, subject, post, expected_last=0)
-    first = await stored(nc, run)
-    with pytest.raises(AlreadyStored):
-        # The same body again, as an agent that lost the answer sends it, even on a current view.
-        await append(nc, subject, post, expected_last=first[-1].seq)
-    with pytest.raises(AlreadyStored):
-        await append(nc, subject, post[:1], expected_last=first[-1].seq)
-    assert await stored(nc, run) == first
+    post = posted(run, 0, 10)
+    first = await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, post)
+    for replica in (RunAppender(nc, HistoryReader(nc)), RunAppender(nc, HistoryReader(nc))):
+        again = await replica.append(ORG, run, 1, post)
+        assert again.duplicate and again.ids == []
+    events = await stored(nc, run)
+    assert [e.id for e in events] == first.ids and [e.data for e in events] == data_of(post)
 
 
-async def test_a_post_cut_off_in_the_middle_stores_nothing_and_its_retry_stores_all_once(
+async def test_a_post_whose_answer_was_lost_is_stored_once_when_retried(
     nats_url: str, nc: NATS
 ) -> None:
     run = new_run()
-    subject = run_subject(ORG, run)
-    post = tokens(run, 0, 20)
-    # The first half of a batch reaches the server, then the bridge's connection dies before
-    # the commit: a bridge replica killed mid-post.
+    post = posted(run, 0, 20)
+    # The message reaches the server, then the bridge's connection dies before the answer: a
+    # bridge replica killed mid-post. The agent retries the same body through another.
     doomed = await nats.connect(nats_url)
-    for index, event in enumerate(post[:10], start=1):
-        headers = {
-            **event.headers,
-            "Nats-Batch-Id": "cut-" + run,
-            "Nats-Batch-Sequence": str(index),
-        }
-        if index == 1:
-            headers["Nats-Expected-Last-Subject-Sequence"] = "0"
-        await doomed.publish(subject, event.data, headers=headers)
+    message = gateway.run_appender._message(run, 1, post)
+    await doomed.publish(run_subject(ORG, run), message.data, headers=message.headers)
     await doomed.flush()
     await doomed.close()
-    assert await stored(nc, run) == [], "an uncommitted batch stores nothing"
-    await append(nc, subject, post, expected_last=0)
+    retried = await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, post)
+    assert retried.duplicate
+    events = await stored(nc, run)
     with pytest.raises(AlreadyStored):
-        await append(nc, subject, post, expected_last=0)
-    assert texts(await stored(nc, run)) == [p.data.decode() for p in post]
-
-
-async def test_a_refused_event_in_the_middle_refuses_the_whole_post(nc: NATS) -> None:
-    run = new_run()
-    post = tokens(run, 0, 5)
-    # A header an atomic batch may not carry, on the third event: the server refuses the batch.
-    bad = post[2]._replace(headers={**post[2].headers, "Nats-Expected-Last-Msg-Id": "x"})
-    with pytest.raises(Exception, match="unsupported header"):
-        await append(nc, run_subject(ORG, run), [*post[:2], bad, *post[3:]], expected_last=0)
-    assert await stored(nc, run) == []
-    await append(nc, run_subject(ORG, run), post, expected_last=0)
-    assert len(await stored(nc, run)) == 5
+        # Even on a current view: JetStream de-duplicates it by its Nats-Msg-Id.
+        await append(nc, run_subject(ORG, run), message, expected_last=events[-1].seq)
+    assert [e.data for e in events] == data_of(post)
 
 
 async def test_a_post_on_a_stale_view_is_refused(nc: NATS) -> None:
     run = new_run()
     subject = run_subject(ORG, run)
-    await append(nc, subject, tokens(run, 0, 3), expected_last=0)
-    for post in (tokens(run, 3, 1), tokens(run, 3, 4)):
+    await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, posted(run, 0, 3))
+    for post in (posted(run, 3, 1), posted(run, 3, 4)):
         with pytest.raises(LastSequenceMoved):
-            await append(nc, subject, post, expected_last=0)
+            await append(nc, subject, gateway.run_appender._message(run, 1, post), expected_last=0)
     assert len(await stored(nc, run)) == 3
+
+
+async def test_a_post_too_large_for_one_message_is_stored_as_several_in_order(nc: NATS) -> None:
+    run = new_run()
+    post = posted(run, 0, 60)
+    small = RunAppender(nc, HistoryReader(nc), max_message_bytes=2_048)
+    result = await small.append(ORG, run, 1, post)
+    events = await stored(nc, run)
+    assert [e.data for e in events] == data_of(post)
+    assert result.ids == [e.id for e in events] == sorted(set(result.ids))
+    assert len({e.seq for e in events}) > 2, "several messages"
+    assert (await small.append(ORG, run, 1, post)).duplicate
+
+
+async def test_a_post_cut_off_between_its_messages_is_completed_once_by_the_retry(
+    nats_url: str, nc: NATS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = new_run()
+    post = posted(run, 0, 60)
+    doomed = await nats.connect(nats_url)
+    stores = 0
+
+    async def dies_after_the_first_store(*args: object, **kwargs: object) -> int:
+        # The replica dies once the first of the post's messages is stored.
+        nonlocal stores
+        stores += 1
+        if stores > 1:
+            await doomed.close()
+        return await append(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gateway.run_appender, "append", dies_after_the_first_store)
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await RunAppender(doomed, HistoryReader(doomed), max_message_bytes=2_048).append(
+            ORG, run, 1, post
+        )
+    monkeypatch.undo()
+    part = await stored(nc, run)
+    assert 0 < len(part) < 60, "a prefix was stored"
+    # The agent retries the whole post through another replica, which fits it in one message.
+    result = await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, post)
+    events = await stored(nc, run)
+    assert numbers(events) == list(range(60)), "every event once, in order"
+    assert result.ids == [e.id for e in events[len(part) :]]
+    assert [e.id for e in events] == sorted(set(e.id for e in events))
+
+
+async def test_a_message_of_several_events_resumes_in_its_middle(nc: NATS) -> None:
+    run = new_run()
+    post = posted(run, 0, 10)
+    result = await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, post)
+    after = result.ids[3]
+    rest = [e async for e in HistoryReader(nc).read(ORG, run, after=after)]
+    assert [e.id for e in rest] == result.ids[4:]
+    assert message_seq(after) == rest[0].seq
 
 
 class EndsRunAfterLooking(HistoryReader):
@@ -176,11 +204,11 @@ class EndsRunAfterLooking(HistoryReader):
 
 
 async def test_a_run_ending_between_check_and_store_refuses_the_post_and_every_later_one(
-    nc: NATS, atomic: bool
+    nc: NATS,
 ) -> None:
     run = new_run()
     done = Done(run=run, result=AgentResult(final_answer="ok"))
-    appender = RunAppender(nc, EndsRunAfterLooking(nc, done), atomic=atomic)
+    appender = RunAppender(nc, EndsRunAfterLooking(nc, done))
     await publish_event(nc.jetstream(), ORG, Token(run=run, n=0, text="a"), producer="agent")
     for first in (1, 2):
         with pytest.raises(Conflict, match="finished"):
@@ -189,17 +217,17 @@ async def test_a_run_ending_between_check_and_store_refuses_the_post_and_every_l
 
 
 async def test_a_newer_attempt_starting_between_check_and_store_refuses_the_old_one(
-    nc: NATS, atomic: bool
+    nc: NATS,
 ) -> None:
     run = new_run()
-    appender = RunAppender(nc, EndsRunAfterLooking(nc, Reset(run=run, attempt=2)), atomic=atomic)
+    appender = RunAppender(nc, EndsRunAfterLooking(nc, Reset(run=run, attempt=2)))
     with pytest.raises(Conflict, match="superseded"):
         await appender.append(ORG, run, 1, posted(run, 0, 2))
     assert [e.type for e in await stored(nc, run)] == ["reset"]
 
 
 async def test_consecutive_posts_skip_the_look_and_still_see_the_run_end(
-    nc: NATS, atomic: bool
+    nc: NATS,
 ) -> None:
     run = new_run()
     history = HistoryReader(nc)
@@ -211,10 +239,10 @@ async def test_consecutive_posts_skip_the_look_and_still_see_the_run_end(
             looks += 1
             return await history.last_event(org, run)
 
-    appender = RunAppender(nc, Counting(nc), atomic=atomic)
+    appender = RunAppender(nc, Counting(nc))
     for first in range(0, 30, 3):
         result = await appender.append(ORG, run, 1, posted(run, first, 3))
-        assert len(result.seqs) == 3
+        assert len(result.ids) == 3
     assert looks == 1, "one look for the attempt's first post, none after"
     retried = await appender.append(ORG, run, 1, posted(run, 27, 3))
     assert retried.duplicate, "a retry of a stored post is answered as stored, not refused"
@@ -224,37 +252,33 @@ async def test_consecutive_posts_skip_the_look_and_still_see_the_run_end(
     assert len(await stored(nc, run)) == 31
 
 
-async def test_a_retry_of_a_partly_stored_post_stores_only_the_rest_in_order(
-    nc: NATS, atomic: bool
-) -> None:
+async def test_a_retry_of_a_partly_stored_post_stores_only_the_rest_in_order(nc: NATS) -> None:
     run = new_run()
     post = posted(run, 0, 10)
-    # An earlier try stored the first four events one by one, then failed (a chained store cut
-    # off mid-post), and the agent retries the whole post, here through another replica.
-    for event in post[:4]:
-        expected = (await HistoryReader(nc).last_event(ORG, run) or LastEvent(0, "", 0)).seq
-        await append(nc, run_subject(ORG, run), [event.outgoing], expected_last=expected)
-    result = await RunAppender(nc, HistoryReader(nc), atomic=atomic).append(ORG, run, 1, post)
-    assert len(result.seqs) == 6 and not result.duplicate
-    assert texts(await stored(nc, run)) == [e.outgoing.data.decode() for e in post]
-    again = await RunAppender(nc, HistoryReader(nc), atomic=atomic).append(ORG, run, 1, post)
-    assert again.duplicate and again.seqs == []
+    # An earlier try stored the first four events (a post split across messages, cut off), and
+    # the agent retries the whole post, here through another replica.
+    await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, post[:4])
+    result = await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, post)
+    assert len(result.ids) == 6 and not result.duplicate
+    assert [e.data for e in await stored(nc, run)] == data_of(post)
+    again = await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, post)
+    assert again.duplicate and again.ids == []
     assert len(await stored(nc, run)) == 10
 
 
-async def test_an_event_stored_long_before_is_skipped_not_stored_twice(
-    nc: NATS, atomic: bool
+async def test_events_stored_before_another_producers_are_skipped_not_stored_twice(
+    nc: NATS,
 ) -> None:
     run = new_run()
-    appender = RunAppender(nc, HistoryReader(nc), atomic=atomic)
-    await appender.append(ORG, run, 1, posted(run, 0, 3))
-    status = Reset(run=run, attempt=1, n=0)
+    await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, posted(run, 0, 3))
+    status = Status(run=run, attempt=1, stage=Stage.AGENT_STARTED)
     await publish_event(nc.jetstream(), ORG, status, producer="call_agent")
-    # Events 1 and 2 again, after an event of another producer: their Nats-Msg-Id names them.
-    result = await appender.append(ORG, run, 1, posted(run, 1, 4))
-    assert len(result.seqs) == 2
-    ns = [decode_event(e.data).n for e in await stored(nc, run)]
-    assert ns == [0, 1, 2, 0, 3, 4]
+    # Events 1 and 2 again, after another producer's event, through a replica that never saw
+    # them: the messages' Nats-Msg-Id name what the attempt stored.
+    result = await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, posted(run, 1, 4))
+    assert len(result.ids) == 2
+    assert [e.type for e in await stored(nc, run)] == ["token"] * 3 + ["status"] + ["token"] * 2
+    assert numbers(await stored(nc, run)) == [0, 1, 2, 0, 3, 4]
 
 
 def proof_of(terminal: StoredEvent) -> Completeness | None:
@@ -265,16 +289,16 @@ def proof_of(terminal: StoredEvent) -> Completeness | None:
 
 async def test_the_terminal_proof_covers_every_event_stored_before_it(nc: NATS) -> None:
     run = new_run()
-    await append(nc, run_subject(ORG, run), tokens(run, 0, 300), expected_last=0)
+    await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, posted(run, 0, 300))
     history = HistoryReader(nc)
-    seq = await publish_terminal(
+    terminal_id = await publish_terminal(
         nc, history, ORG, Done(run=run, result=AgentResult(final_answer="ok"))
     )
     events = await stored(nc, run)
-    assert seq == events[-1].seq and events[-1].type == "done"
+    assert terminal_id == events[-1].id and events[-1].type == "done"
     proof = proof_of(events[-1])
     assert proof is not None
-    assert (proof.events, proof.sha256) == expected_proof((e.seq, e.data) for e in events[:-1])
+    assert (proof.events, proof.sha256) == expected_proof((e.id, e.data) for e in events[:-1])
 
 
 class StoresAfterReading(HistoryReader):
@@ -295,7 +319,7 @@ class StoresAfterReading(HistoryReader):
 
 async def test_an_event_landing_while_the_end_is_proved_is_covered_not_lost(nc: NATS) -> None:
     run = new_run()
-    await append(nc, run_subject(ORG, run), tokens(run, 0, 5), expected_last=0)
+    await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, posted(run, 0, 5))
     history = StoresAfterReading(nc)
     await publish_terminal(nc, history, ORG, Failed(run=run, reason="x"))
     events = await stored(nc, run)
@@ -303,12 +327,12 @@ async def test_an_event_landing_while_the_end_is_proved_is_covered_not_lost(nc: 
     assert [e.type for e in events] == ["token"] * 6 + ["failed"]
     proof = proof_of(events[-1])
     assert proof is not None
-    assert (proof.events, proof.sha256) == expected_proof((e.seq, e.data) for e in events[:-1])
+    assert (proof.events, proof.sha256) == expected_proof((e.id, e.data) for e in events[:-1])
 
 
 async def test_two_publishers_of_the_end_store_one_terminal_event(nc: NATS) -> None:
     run = new_run()
-    await append(nc, run_subject(ORG, run), tokens(run, 0, 5), expected_last=0)
+    await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, posted(run, 0, 5))
     history = HistoryReader(nc)
     results = await asyncio.gather(
         publish_terminal(nc, history, ORG, Failed(run=run, reason="from the worker")),

@@ -17,7 +17,7 @@ from agentstream.stored_event import StoredEvent
 from gateway.live_hub import LiveHub
 from gateway.run_stream import stream_run
 from gateway.sse_frames import Frame, frame_of
-from schemas import AgentResult, Done, Token
+from schemas import AgentResult, Done, Token, event_id
 
 IDLE_CHECK_S = 0.2
 
@@ -54,8 +54,8 @@ def _type(frame: Frame) -> str:
 
 
 def _assert_whole_run(events: list[Frame], tokens: int) -> None:
-    seqs = [e.seq for e in events]
-    assert seqs == sorted(set(seqs)), "in order, none doubled"
+    ids = [e.id for e in events]
+    assert ids == sorted(set(ids)), "in order, none doubled"
     assert [_type(e) for e in events] == ["token"] * tokens + ["done"], "none missing"
     assert [e.terminal for e in events] == [False] * tokens + [True]
 
@@ -118,9 +118,11 @@ async def test_a_hole_in_live_delivery_is_refilled_before_anything_after_it(
         seq_c = await publish_event(js, "default", Token(run=run, n=2, text="c"), producer="agent")
         # Only "c" arrives live, naming "b" as its predecessor: "b" was lost.
         (watcher,) = channel.watchers
-        watcher.offer(frame_of(StoredEvent(seq=seq_c, prev_seq=seq_b, type="token", data=b"{}")))
+        late = StoredEvent(seq=seq_c, position=0, prev_seq=seq_b, type="token", data=b"{}")
+        watcher.offer(frame_of(late))
         second, third = await anext(events)
     assert [first.seq, second.seq, third.seq] == [first.seq, seq_b, seq_c]
+    assert [second.id, third.id] == [event_id(seq_b), event_id(seq_c)]
     assert b'"text":"b"' in second.wire and b'"text":"c"' in third.wire, "read from the stream"
     await events.aclose()
     assert hub.watched_runs == 0
@@ -175,7 +177,7 @@ async def test_live_events_pending_together_reach_the_client_as_one_batch_encode
     assert [len(batch) for batch in batches] == [5, 5, 5], "one batch, so one write"
     for frames in zip(*batches, strict=True):
         assert all(frame.wire is frames[0].wire for frame in frames), "encoded once for all"
-    assert frames[0].wire.startswith(b"id: %d\nevent: token\ndata: {" % frames[0].seq)
+    assert frames[0].wire.startswith(b"id: %d\nevent: token\ndata: {" % frames[0].id)
     for client in clients:
         await client.aclose()
     assert hub.watched_runs == 0
