@@ -22,13 +22,16 @@ def json_body(type_: Any) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def publish_body_schemas(app: FastAPI) -> None:
-    """Add the Structs' schemas to the app's OpenAPI components."""
+def publish_body_schemas(app: FastAPI, paths: dict[str, dict[str, Any]] | None = None) -> None:
+    """Add the Structs' schemas to the app's OpenAPI components, and ``paths`` (operations the
+    app serves outside FastAPI's router) to its paths."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         spec = build()
         spec.setdefault("components", {}).setdefault("schemas", {}).update(_components)
+        for path, operations in (paths or {}).items():
+            spec.setdefault("paths", {}).setdefault(path, {}).update(operations)
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats.errors
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 from temporalio.client import Client as TemporalClient
-from temporalio.service import RPCError
 
 from agentstream.asgi_close_unread import CloseUnreadBodyMiddleware
 from agentstream.http import error_response, install_error_handlers, json_response
@@ -20,8 +17,9 @@ from agentstream.message_store import MessageStore, open_pool
 from agentstream.metrics import Metrics, process_metrics
 from agentstream.nats_conn import connect_nats, ensure_runs_stream
 from agentstream.openapi_bodies import publish_body_schemas
-from agentstream.run_history import HistoryReader, HistoryUnavailable
+from agentstream.run_history import HistoryReader
 from agentstream.temporal_codec import data_converter
+from gateway.asgi_routes import OUTAGES, RawRoutes, operations
 from gateway.auth import Authenticator
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
@@ -38,7 +36,7 @@ _INDEX_HTML = (Path(__file__).parent / "static" / "index.html").read_bytes()
 
 
 def install_outage_handlers(app: FastAPI) -> None:
-    """A dependency that is down or restarting is a 503 the caller may retry, not a 500."""
+    """A dependency that is down or restarting (``OUTAGES``) is a 503 the caller may retry."""
 
     async def unavailable(_: Request, exc: Exception) -> Response:
         log.warning("dependency unavailable: %r", exc)
@@ -46,7 +44,7 @@ def install_outage_handlers(app: FastAPI) -> None:
             503, "unavailable", "a backing service is unavailable, retry", {"Retry-After": "1"}
         )
 
-    for error in (nats.errors.Error, HistoryUnavailable, RPCError, asyncio.TimeoutError):
+    for error in OUTAGES:
         app.add_exception_handler(error, unavailable)
 
 
@@ -115,10 +113,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app = FastAPI(title="agentstream gateway", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app, metrics)
+    raw_routes = [bridge.ROUTE]
+    # Inside CloseUnreadBodyMiddleware: a raw route's early refusals drain the body too.
+    app.add_middleware(RawRoutes, routes=raw_routes)
     app.add_middleware(CloseUnreadBodyMiddleware)
     install_outage_handlers(app)
-    publish_body_schemas(app)
-    for module in (messages, stream, bridge, runs):
+    publish_body_schemas(app, operations(raw_routes))
+    for module in (messages, stream, runs):
         app.include_router(module.router)
 
     @app.get("/healthz")

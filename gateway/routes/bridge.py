@@ -8,26 +8,19 @@ body: the events' numbers make the retry a no-op, answered as a ``duplicate``.
 from __future__ import annotations
 
 import itertools
-from typing import Annotated
+from typing import Any
 
 import msgspec
-from fastapi import APIRouter, Header, Request
-from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
-from agentstream.http import (
-    BadRequest,
-    PayloadTooLarge,
-    Unauthorized,
-    decode_body_with,
-    json_response,
-    read_body,
-)
+from agentstream.http import BadRequest, PayloadTooLarge, Unauthorized, decode_body_with
 from agentstream.openapi_bodies import json_body
 from agentstream.tokens import TokenError, verify_token
-from gateway.params import RunIdPath
+from gateway.asgi_routes import RawRoute, read_body, send_error, send_json
 from gateway.run_appender import AgentEvent
-from gateway.state import State
+from gateway.state import GatewayState
 from schemas import (
+    ID_PATTERN,
     Cancelled,
     Done,
     Event,
@@ -36,9 +29,8 @@ from schemas import (
     decode_event_batch,
     encode,
     event_type,
+    is_valid_id,
 )
-
-router = APIRouter()
 
 # Only the worker (which Temporal tells how the run ended) may end a run or restart an attempt.
 _WORKER_ONLY = (Done, Failed, Cancelled, Reset)
@@ -54,17 +46,9 @@ class Published(msgspec.Struct, frozen=True, kw_only=True):
     duplicate: bool = False
 
 
-@router.post(
-    "/api/stream/{run}/chunk",
-    openapi_extra=json_body(Event | list[Event]),
-    responses={200: {"description": "Stored"}, 400: {}, 401: {}, 409: {}, 413: {}, 503: {}},
-)
 async def publish_chunk(
-    run: RunIdPath,
-    request: Request,
-    gw: State,
-    authorization: Annotated[str | None, Header()] = None,
-) -> Response:
+    gw: GatewayState, run: str, authorization: str | None, body: bytes
+) -> Published:
     """Store one event or a JSON array of events of ``run``, in order."""
     if not authorization or not authorization.startswith("Bearer "):
         raise Unauthorized("callback token required: Authorization: Bearer <token>")
@@ -74,7 +58,6 @@ async def publish_chunk(
         raise Unauthorized(str(exc)) from None
     if claims.run != run:
         raise Unauthorized("callback token is for another run")
-    body = await read_body(request, gw.settings.max_body_bytes)
     events = decode_body_with(body, decode_event_batch)
     if len(events) > gw.settings.max_events_per_post:
         raise PayloadTooLarge(
@@ -94,7 +77,7 @@ async def publish_chunk(
                 f"an event larger than {gw.settings.max_event_bytes} bytes", limit="event_size"
             )
     if not events:
-        return json_response(Published(ids=[]))
+        return Published(ids=[])
     if any(later.n <= earlier.n for earlier, later in itertools.pairwise(events)):
         # The numbers tell a retried post's stored part from the rest: they must increase.
         raise BadRequest("event numbers (n) must increase within a post")
@@ -103,4 +86,61 @@ async def publish_chunk(
         for event, data in zip(events, encoded, strict=True)
     ]
     stored = await gw.appender.append(claims.org, run, claims.attempt, outgoing)
-    return json_response(Published(ids=stored.ids, duplicate=stored.duplicate))
+    return Published(ids=stored.ids, duplicate=stored.duplicate)
+
+
+async def _serve(scope: Scope, receive: Receive, send: Send, path: dict[str, str]) -> None:
+    gw: GatewayState = scope["state"]["gateway"]
+    try:
+        run = path["run"]
+        if not is_valid_id(run):
+            raise BadRequest(f"run must match {ID_PATTERN}")
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+        body = await read_body(scope, receive, gw.settings.max_body_bytes)
+        published = await publish_chunk(gw, run, authorization, body)
+    except Exception as exc:
+        await send_error(send, scope, exc)
+        return
+    await send_json(send, 200, encode(published))
+
+
+_OPERATION: dict[str, Any] = {
+    "summary": "Publish Chunk",
+    "description": "Store one event or a JSON array of events of ``run``, in order.",
+    "operationId": "publish_chunk",
+    "parameters": [
+        {
+            "name": "run",
+            "in": "path",
+            "required": True,
+            "description": "Run ID (the Temporal workflow ID)",
+            "schema": {"type": "string", "pattern": ID_PATTERN},
+        },
+        {
+            "name": "Authorization",
+            "in": "header",
+            "required": True,
+            "description": "Bearer <callback token of the run's attempt>",
+            "schema": {"type": "string"},
+        },
+    ],
+    **json_body(Event | list[Event]),
+    "responses": {
+        str(status): {"description": text}
+        for status, text in (
+            (200, "Stored"),
+            (400, "Bad request"),
+            (401, "Unauthorized"),
+            (409, "The run has finished, or a newer attempt took over"),
+            (413, "Too large"),
+            (503, "Unavailable, retry"),
+        )
+    },
+}
+
+ROUTE = RawRoute(
+    "POST", "/api/stream/{run}/chunk", r"/api/stream/(?P<run>[^/]+)/chunk", _serve, _OPERATION
+)

@@ -420,13 +420,13 @@ async def test_generated_events_for_the_token_run_are_stored_exactly_when_accept
     campaigns: Campaigns,
 ) -> None:
     outcomes = await campaigns.outcomes("gateway-chunk-own-events")
-    acknowledged = {seq for o in outcomes if o.status == 200 for seq in json.loads(o.body)["seqs"]}
+    acknowledged = {i for o in outcomes if o.status == 200 for i in json.loads(o.body)["ids"]}
     assert acknowledged, "some generated events were valid and stored"
     assert {o.status for o in outcomes} <= {200, 400, 413}, "refused: worker-only or too large"
     nc = await nats.connect(campaigns.stack.nats_url)
     try:
         stored = [
-            event.seq async for event in HistoryReader(nc).read("default", CALLBACK_RUN, after=0)
+            event.id async for event in HistoryReader(nc).read("default", CALLBACK_RUN, after=0)
         ]
     finally:
         await nc.close()
