@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from agentstream.http import BadRequest, PayloadTooLarge, Unauthorized, decode_body_with
 from agentstream.openapi_bodies import json_body
-from agentstream.tokens import TokenError, verify_token
+from agentstream.tokens import TokenClaims, TokenError, verify_token
 from gateway.asgi_routes import RawRoute, read_body, send_error, send_json
 from gateway.run_appender import AgentEvent
 from gateway.state import GatewayState
@@ -46,10 +46,8 @@ class Published(msgspec.Struct, frozen=True, kw_only=True):
     duplicate: bool = False
 
 
-async def publish_chunk(
-    gw: GatewayState, run: str, authorization: str | None, body: bytes
-) -> Published:
-    """Store one event or a JSON array of events of ``run``, in order."""
+def authorize(gw: GatewayState, run: str, authorization: str | None) -> TokenClaims:
+    """The claims of the callback token in ``authorization``, if it is valid for ``run``."""
     if not authorization or not authorization.startswith("Bearer "):
         raise Unauthorized("callback token required: Authorization: Bearer <token>")
     try:
@@ -58,6 +56,11 @@ async def publish_chunk(
         raise Unauthorized(str(exc)) from None
     if claims.run != run:
         raise Unauthorized("callback token is for another run")
+    return claims
+
+
+async def publish_chunk(gw: GatewayState, run: str, claims: TokenClaims, body: bytes) -> Published:
+    """Store one event or a JSON array of events of ``run``, in order."""
     events = decode_body_with(body, decode_event_batch)
     if len(events) > gw.settings.max_events_per_post:
         raise PayloadTooLarge(
@@ -99,8 +102,10 @@ async def _serve(scope: Scope, receive: Receive, send: Send, path: dict[str, str
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
+        # Refused before the body is read: an unauthorised sender cannot make us buffer it.
+        claims = authorize(gw, run, authorization)
         body = await read_body(scope, receive, gw.settings.max_body_bytes)
-        published = await publish_chunk(gw, run, authorization, body)
+        published = await publish_chunk(gw, run, claims, body)
     except Exception as exc:
         await send_error(send, scope, exc)
         return
