@@ -1,9 +1,10 @@
 """The load generator every system is driven by: keep-alive producers and raw SSE readers.
 
-Both ends are raw asyncio streams (``agentstream.loadtest``'s HTTP/1.1 and SSE parsing), so the
-generator costs a socket read and a few ``bytes`` operations per block, not an HTTP library's
-layers per event. Every event carries its run's sequence number ``n`` (1, 2, ...) and the
-producer's wall-clock ``ts`` in ns; a reader checks that ``n`` arrives once and in order.
+Producers are raw asyncio streams; readers are ``asyncio.Protocol``s (``sse_protocol``), so a
+delivery costs the generator a socket read, a callback and a few ``bytes`` operations, not an
+HTTP library's layers or a task step. Every event carries its run's sequence number ``n``
+(1, 2, ...) and the producer's wall-clock ``ts`` in ns; a reader checks that ``n`` arrives once
+and in order.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from agentstream.loadtest.http1 import HttpError, Origin, request
-from agentstream.loadtest.sse import FrameParser
+from agentstream.loadtest.http1 import HttpError, Origin
+from benchmarks.sse_protocol import SseProtocol
 
 # ~100 bytes per event as posted (the figure the issue's table is for).
 _PAD = "x" * 24
@@ -143,36 +144,57 @@ class Reader:
                 await self._done.wait()
 
     async def read(self, idle_timeout_s: float = 60.0) -> None:
-        """Hold the stream until cancelled or the server ends it."""
+        """Hold the stream until cancelled, the server ends it, or nothing arrives for
+        ``idle_timeout_s``."""
         origin = Origin.parse(self.target.url)
-        parser = FrameParser()
+        request = (
+            f"GET {origin.prefix}/api/stream/{self.run} HTTP/1.1\r\n"
+            f"Host: {origin.host_header}\r\nConnection: close\r\n\r\n"
+        ).encode("latin-1")
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(30.0):
+                _, stream = await loop.create_connection(
+                    lambda: SseProtocol(request, self._on_events),
+                    origin.host,
+                    origin.port,
+                    ssl=origin.tls or None,
+                )
+        except (OSError, TimeoutError):
+            return
+        try:
+            # One timer per idle period, not one per socket read.
+            while True:
+                reads = stream.reads
+                done, _ = await asyncio.wait({stream.closed}, timeout=idle_timeout_s)
+                if done or stream.reads == reads:
+                    return
+        finally:
+            stream.close()
+
+    def _on_events(self, events: list[bytes]) -> None:
+        """One socket read's complete events: check each one's ``n``, count, time."""
+        if not self.target.replays:
+            self.ready.set()
+        if not events:
+            return
+        now_ns = time.time_ns()
         decode = _PROBE.decode
-        replays = self.target.replays
-        with contextlib.suppress(HttpError):
-            async with request(
-                origin, "GET", f"/api/stream/{self.run}", timeout_s=30.0
-            ) as response:
-                if response.status != 200:
-                    raise HttpError(f"stream of {self.run}: HTTP {response.status}")
-                async for chunk in response.chunks(idle_timeout_s):
-                    if not replays:
-                        self.ready.set()
-                    now_ns = time.time_ns()
-                    for frame in parser.feed(chunk):
-                        probe = decode(frame.data)
-                        if probe.n == 0:
-                            # The run's opening status event, not part of the measured sequence.
-                            self.ready.set()
-                            continue
-                        if probe.n != self.last_n + 1:
-                            self.out_of_order += 1
-                        self.last_n = max(self.last_n, probe.n)
-                        self.received += 1
-                        if self.keep_latency:
-                            self.latencies_ms.append((now_ns - probe.ts) / 1e6)
-                    self.last_at = time.perf_counter()
-                    if self.expected is not None and self.received >= self.expected:
-                        self._done.set()
+        for data in events:
+            probe = decode(data)
+            if probe.n == 0:
+                # The run's opening status event, not part of the measured sequence.
+                self.ready.set()
+                continue
+            if probe.n != self.last_n + 1:
+                self.out_of_order += 1
+            self.last_n = max(self.last_n, probe.n)
+            self.received += 1
+            if self.keep_latency:
+                self.latencies_ms.append((now_ns - probe.ts) / 1e6)
+        self.last_at = time.perf_counter()
+        if self.expected is not None and self.received >= self.expected:
+            self._done.set()
 
     def intact(self) -> bool:
         """Every expected event arrived, once, in order."""
