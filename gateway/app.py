@@ -27,12 +27,15 @@ from gateway.open_runs import OpenRuns
 from gateway.routes import bridge, messages, runs, stream
 from gateway.run_appender import RunAppender
 from gateway.run_directory import RunDirectory
+from gateway.run_starter import RunStarter
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
 
 _INDEX_HTML = (Path(__file__).parent / "static" / "index.html").read_bytes()
+# On shutdown, workflow starts still under way get this long before they are cancelled.
+_PENDING_STARTS_WAIT_S = 5.0
 
 
 def install_outage_handlers(app: FastAPI) -> None:
@@ -60,6 +63,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, GatewayState]]:
         hub: LiveHub | None = None
+        starter: RunStarter | None = None
 
         async def on_reconnected() -> None:
             if hub is not None:
@@ -85,6 +89,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             store = MessageStore(pool)
             hub = LiveHub(nc, client_queue_size=settings.sse_client_queue, metrics=metrics)
             history = HistoryReader(nc)
+            open_runs = OpenRuns(temporal)
+            starter = RunStarter(
+                temporal,
+                nc,
+                history,
+                open_runs,
+                metrics,
+                run_timeout_s=settings.run_timeout_s,
+                start_grace_s=settings.start_grace_s,
+            )
             yield {
                 "gateway": GatewayState(
                     settings=settings,
@@ -95,8 +109,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     hub=hub,
                     history=history,
                     appender=RunAppender(nc, history),
-                    directory=RunDirectory(temporal, store, history),
-                    open_runs=OpenRuns(temporal),
+                    directory=RunDirectory(
+                        temporal,
+                        store,
+                        history,
+                        starter=starter,
+                        start_grace_s=settings.start_grace_s,
+                    ),
+                    open_runs=open_runs,
+                    starter=starter,
                     auth=auth,
                     rate_limiter=RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst),
                     stream_slots=StreamSlots(settings.max_streams_per_key),
@@ -104,6 +125,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 )
             }
         finally:
+            if starter is not None:
+                # Before NATS closes: a start that fails publishes its run's end.
+                await starter.close(_PENDING_STARTS_WAIT_S)
             if pool is not None:
                 await pool.close()
             if hub is not None:

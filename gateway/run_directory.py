@@ -1,4 +1,4 @@
-"""What is known about a run outside its event stream: Temporal's status and the stored answer."""
+"""What is known about a run: Temporal's status and the stored answer, else what its stream says."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from agentstream.message_store import MessageStore
 from agentstream.run_history import HistoryReader
+from gateway.run_starter import RunStarter
+from gateway.unstarted import DEFAULT_START_GRACE_S, is_only_queued, queued_for_s
 from schemas import DEFAULT_ORG, WAITING_FOR_AGENT_SINCE, RunView, is_valid_id
 from schemas.messages import RunState
 
@@ -54,13 +56,27 @@ async def waiting_for_agent_s(description: WorkflowExecutionDescription) -> floa
 class RunDirectory:
     """Looks runs up in Temporal (status) and PostgreSQL (final answer)."""
 
-    def __init__(self, temporal: Client, store: MessageStore, history: HistoryReader) -> None:
+    def __init__(
+        self,
+        temporal: Client,
+        store: MessageStore,
+        history: HistoryReader,
+        *,
+        starter: RunStarter | None = None,
+        start_grace_s: float = DEFAULT_START_GRACE_S,
+    ) -> None:
         self._temporal = temporal
         self._store = store
         self._history = history
+        self._starter = starter
+        self._start_grace_s = start_grace_s
 
     async def find(self, run: str) -> RunView | None:
-        """The run's status and result, or None when neither Temporal nor the database knows it."""
+        """The run's status and result, or None when neither Temporal, the database nor the
+        run's stream knows it."""
+        if self._starter is not None:
+            # A run this replica answered for a moment ago: Temporal knows it once started.
+            await self._starter.settled(run)
         stored = await self._store.get(run)
         try:
             description = await self._temporal.get_workflow_handle(run).describe()
@@ -68,7 +84,7 @@ class RunDirectory:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
             if stored is None:
-                return None
+                return await self._not_started(run)
             # Temporal forgot the run (retention), the database did not: it completed.
             return RunView(
                 workflow_id=run, status="completed", result=stored.result, org=stored.org
@@ -88,3 +104,21 @@ class RunDirectory:
             else:
                 waiting = await waiting_for_agent_s(description)
         return RunView(workflow_id=run, status=status, org=org, waiting_for_agent_s=waiting)
+
+    async def _not_started(self, run: str) -> RunView | None:
+        """A run Temporal does not know, as its stream tells it: queued by a gateway that starts
+        it after answering (running, or failed past the start grace, as its stream will end),
+        or ended because its start failed. None for a run the stream does not know either."""
+        org = await self._history.first_org(run)
+        if org is None:
+            return None
+        last = await self._history.last_event(org, run)
+        if last is not None and last.type in _ENDED:
+            return RunView(workflow_id=run, status=_ENDED[last.type], org=org)
+        if not is_only_queued(last):
+            return None
+        age = await queued_for_s(self._history, org, run)
+        if age is None:
+            return None
+        status: RunState = "failed" if age >= self._start_grace_s else "running"
+        return RunView(workflow_id=run, status=status, org=org)

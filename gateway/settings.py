@@ -15,6 +15,7 @@ from agentstream.env import (
     env_str,
 )
 from agentstream.nats_conn import NatsSettings
+from gateway.unstarted import DEFAULT_START_GRACE_S
 from schemas import DEFAULT_RUN_TIMEOUT_S
 
 
@@ -61,6 +62,9 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
     # Runs an org may have open at once (waiting for an agent, or running); past it
     # POST /api/messages answers 429 at the door instead of queueing without end.
     max_open_runs_per_org: int = 1_000
+    # A run whose stream holds only the gateway's ``queued`` for this long, unknown to Temporal,
+    # is ended ``failed`` (its gateway died before starting it); starts are given up at half.
+    start_grace_s: float = DEFAULT_START_GRACE_S
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -98,4 +102,5 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
             max_streams_per_key=env_int("MAX_STREAMS_PER_KEY", 64),
             run_timeout_s=env_float("RUN_TIMEOUT_S", DEFAULT_RUN_TIMEOUT_S),
             max_open_runs_per_org=env_int("MAX_OPEN_RUNS_PER_ORG", 1_000),
+            start_grace_s=env_float("START_GRACE_S", DEFAULT_START_GRACE_S),
         )

@@ -19,6 +19,7 @@ from gateway.live_hub import LiveHub
 from gateway.open_runs import OpenRuns
 from gateway.run_appender import RunAppender
 from gateway.run_directory import RunDirectory
+from gateway.run_starter import RunStarter
 from gateway.settings import GatewaySettings
 
 
@@ -36,6 +37,8 @@ class GatewayState:
     appender: RunAppender
     directory: RunDirectory
     open_runs: OpenRuns
+    # Holds the workflow starts still under way after their POST was answered.
+    starter: RunStarter
     auth: Authenticator
     rate_limiter: RateLimiter
     stream_slots: StreamSlots

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
-from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from ulid import ULID
@@ -32,23 +30,22 @@ from gateway.idempotency import (
     idempotent_run_id,
     request_fingerprint,
 )
+from gateway.run_starter import start_chat_workflow
 from gateway.state import Caller, GatewayState, State
 from gateway.stream_tokens import mint_stream_token
+from gateway.unstarted import KEYED_QUEUED_PRODUCER, QUEUED_PRODUCER
 from schemas import (
     DEFAULT_ORG,
     ChatInput,
-    Failed,
     MessageAccepted,
     PostMessage,
     Stage,
     Status,
-    task_queue,
 )
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-WORKFLOW_NAME = "ChatWorkflow"
 # An org's line moves as its runs finish: a few seconds, not a hammering retry loop.
 _LINE_FULL_RETRY_AFTER_S = 5
 
@@ -66,7 +63,10 @@ IdempotencyKeyHeader = Annotated[
     status_code=202,
     openapi_extra=json_body(PostMessage),
     responses={
-        202: {"description": "Run started (or, for a repeated Idempotency-Key, found)"},
+        202: {
+            "description": "Run queued durably, its start follows (with an Idempotency-Key: "
+            "started, or found for a repeated key)"
+        },
         400: {},
         401: {},
         403: {},
@@ -79,10 +79,14 @@ IdempotencyKeyHeader = Annotated[
 async def post_message(
     request: Request, gw: State, principal: Caller, idempotency_key: IdempotencyKeyHeader = None
 ) -> Response:
-    """Start a ``ChatWorkflow`` for the message and return its ID and stream URL.
+    """Queue a run for the message and return its ID and stream URL; its workflow follows.
 
-    With an ``Idempotency-Key`` header, a retry of the same request (on any replica, even one
-    racing the first) returns the run the first one started instead of starting another.
+    The answer comes once the run's ``queued`` event is stored: the stream exists and will end,
+    with ``failed`` if the workflow cannot be started. Without an ``Idempotency-Key`` the start
+    runs after the answer (``gateway.run_starter``). With one, it runs before: a retry of the
+    same request (on any replica, even one racing the first) must find the run in Temporal to
+    return it instead of starting another, and a start that failed must leave no run behind,
+    so that the retry starts it.
     """
     body = decode_body(await read_body(request, gw.settings.max_body_bytes), PostMessage)
     if len(body.message) > gw.settings.max_message_chars:
@@ -93,19 +97,22 @@ async def post_message(
     org = body.org or principal.org or DEFAULT_ORG
     require_org(principal, org)
     if idempotency_key is None:
-        return await _start(gw, org, body, run=f"run_{ULID()}", fingerprint=None)
+        run = f"run_{ULID()}"
+        chat = await _queue(gw, org, body, run, producer=QUEUED_PRODUCER)
+        gw.starter.start_soon(chat, run)
+        return _accepted(gw, org, run, chat.conversation_id)
     run = idempotent_run_id(org, checked_key(idempotency_key))
     fingerprint = request_fingerprint(org, body)
     replay = await _replay(gw, org, body, run, fingerprint)
     if replay is not None:
         return replay
-    return await _start(gw, org, body, run=run, fingerprint=fingerprint)
+    return await _start_keyed(gw, org, body, run, fingerprint)
 
 
-async def _start(
-    gw: GatewayState, org: str, body: PostMessage, *, run: str, fingerprint: str | None
-) -> Response:
-    """Start ``run``, unless the org's line is full."""
+async def _queue(
+    gw: GatewayState, org: str, body: PostMessage, run: str, *, producer: str
+) -> ChatInput:
+    """Store ``run``'s ``queued`` event, unless the org's line is full; the workflow's input."""
     open_runs = await gw.open_runs.count(org)
     if open_runs >= gw.settings.max_open_runs_per_org:
         raise TooManyRequests(
@@ -122,16 +129,19 @@ async def _start(
     )
     # Queued is published first so it precedes anything a worker publishes for the run. Its
     # Nats-Msg-Id derives from the run ID: racing duplicates of a keyed request store it once.
-    await publish_event(gw.js, org, Status(run=run, stage=Stage.QUEUED), producer="gateway")
+    queued = Status(run=run, stage=Stage.QUEUED)
+    await publish_event(gw.js, org, queued, producer=producer)
+    return chat
+
+
+async def _start_keyed(
+    gw: GatewayState, org: str, body: PostMessage, run: str, fingerprint: str
+) -> Response:
+    """Queue and start a keyed run before answering; a failed start leaves it open to a retry."""
+    chat = await _queue(gw, org, body, run, producer=KEYED_QUEUED_PRODUCER)
     try:
-        await gw.temporal.start_workflow(
-            WORKFLOW_NAME,
-            chat,
-            id=run,
-            task_queue=task_queue(org),
-            execution_timeout=timedelta(seconds=gw.settings.run_timeout_s),
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            memo={REQUEST_FINGERPRINT_MEMO: fingerprint} if fingerprint is not None else None,
+        await start_chat_workflow(
+            gw.temporal, chat, run, run_timeout_s=gw.settings.run_timeout_s, fingerprint=fingerprint
         )
     except WorkflowAlreadyStartedError:
         # A duplicate of this keyed request, on this replica or another, started it first.
@@ -140,19 +150,15 @@ async def _start(
             raise Unavailable("could not start the run, try again") from None
         return replay
     except Exception as exc:
+        # No failed event: the run is left open, the client's retry with the same key starts it.
         log.exception("could not start workflow %s", run)
-        if fingerprint is None:
-            # A keyed run is left open: the client's retry with the same key starts it.
-            await publish_event(
-                gw.js, org, Failed(run=run, reason="could not start the run"), producer="gateway"
-            )
         raise Unavailable("could not start the run, try again") from exc
     gw.open_runs.started(org)
     return _accepted(gw, org, run, chat.conversation_id)
 
 
 async def _replay(
-    gw: GatewayState, org: str, body: PostMessage, run: str, fingerprint: str | None
+    gw: GatewayState, org: str, body: PostMessage, run: str, fingerprint: str
 ) -> Response | None:
     """The answer for a keyed run that already exists, or None when Temporal does not know it."""
     try:

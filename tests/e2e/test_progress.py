@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from agentstream.stack import LocalStack
 from agentstream.temporal_codec import data_converter
@@ -14,7 +15,13 @@ from tests.e2e.runs import read_whole_run, start_run
 
 
 async def _heartbeat_details(client: Client, run: str) -> dict[str, Any] | None:
-    description = await client.get_workflow_handle(run).describe()
+    try:
+        description = await client.get_workflow_handle(run).describe()
+    except RPCError as exc:
+        # The workflow start follows the 202: a first look may come before it.
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
     for pending in description.raw_description.pending_activities:
         if pending.activity_type.name == "call_agent" and pending.heartbeat_details.payloads:
             (details,) = await data_converter.decode(pending.heartbeat_details.payloads)
