@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 import msgspec
+import psutil
 
 from agentstream.loadtest.http1 import HttpError, Origin
 from benchmarks.sse_protocol import SseProtocol
@@ -212,3 +213,19 @@ class CpuMeter:
         """CPU seconds per wall second since the meter started, in % of one core."""
         wall = time.perf_counter() - self._wall
         return 100.0 * (time.process_time() - self._cpu) / max(wall, 1e-9)
+
+
+class ProcessCpu:
+    """Another process's CPU time (user + system) over a span: the server under test's."""
+
+    def __init__(self, pid: int) -> None:
+        self._process = psutil.Process(pid)
+        self._start = self._used()
+
+    def _used(self) -> float:
+        times = self._process.cpu_times()
+        return float(times.user + times.system)
+
+    def seconds(self) -> float:
+        """CPU seconds the process used since the meter started."""
+        return self._used() - self._start

@@ -38,7 +38,8 @@ class Cell:
         )
 
     def text(self, scenario: Scenario) -> str:
-        """The shown figures, the integrity verdict and the generator's CPU."""
+        """The shown figures, the integrity verdict, the generator's CPU and, where measured,
+        the server's CPU per delivery."""
         parts = []
         for key in scenario.shown:
             value = _number(self.figures[key])
@@ -51,7 +52,9 @@ class Cell:
         verdict = {True: "ok", False: "LOST/DISORDERED", None: "n/a"}[self.intact]
         if self.detail and self.intact is not True:
             verdict += f" ({self.detail})"
-        return f"{values} [{verdict}, gen {self.generator_cpu:.0f}%]"
+        server_us = self.figures.get("server_us_per_delivery", math.nan)
+        server = "" if math.isnan(server_us) else f", server {server_us:.1f} us/delivery"
+        return f"{values} [{verdict}, gen {self.generator_cpu:.0f}%{server}]"
 
 
 def _number(value: float) -> str:

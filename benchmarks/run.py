@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     info = machine()
     print(
         f"\nmachine: {info['nproc']} cores, {info['cpu']}, {info['ram_gb']} GB RAM; "
-        f"medians of {args.repetitions}; [integrity, load generator CPU % of one core]\n"
+        f"medians of {args.repetitions}; [integrity, load generator CPU % of one core, "
+        "server process CPU per delivery (fan-out)]\n"
     )
     print(table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)

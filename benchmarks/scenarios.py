@@ -21,6 +21,7 @@ from agentstream.loadtest.http1 import Origin, request
 from agentstream.loadtest.sse import FrameParser
 from benchmarks.generator import (
     CpuMeter,
+    ProcessCpu,
     Producer,
     Reader,
     batch_bytes,
@@ -196,7 +197,8 @@ async def ingest(systems: Systems, name: str, options: Options, *, batch: int) -
 
 async def fanout(systems: Systems, name: str, options: Options, *, rate: float | None) -> Result:
     """One run to ``options.readers`` readers: unpaced (``rate`` None, a fixed number of single
-    events as fast as they are answered) for deliveries/s, or paced for latency."""
+    events as fast as they are answered) for deliveries/s, or paced for latency; both with the
+    server process's CPU per delivery."""
     target = systems.targets[name]
     run = _run_id("fan")
     producer = Producer(target, run)
@@ -205,6 +207,8 @@ async def fanout(systems: Systems, name: str, options: Options, *, rate: float |
         await _open([producer])
         async with _reading(readers):
             meter = CpuMeter()
+            pid = systems.pids.get(name)
+            server = ProcessCpu(pid) if pid is not None else None
             start = time.perf_counter()
             if rate is None:
                 for n in range(1, options.fanout_events + 1):
@@ -216,10 +220,15 @@ async def fanout(systems: Systems, name: str, options: Options, *, rate: float |
             intact = await _finish(readers, [sent] * len(readers), options.drain_s)
             delivered_s = max(reader.last_at for reader in readers) - start
             cpu = meter.percent()
+            server_s = server.seconds() if server is not None else float("nan")
     finally:
         producer.close()
     figures = _latency(readers, achieved, sent, len(readers))
-    figures["deliveries_per_s"] = sum(r.received for r in readers) / delivered_s
+    deliveries = sum(r.received for r in readers)
+    figures["deliveries_per_s"] = deliveries / delivered_s
+    # What a delivery cost the server in CPU: unlike deliveries/s, barely moved by whatever
+    # else the machine runs meanwhile.
+    figures["server_us_per_delivery"] = 1e6 * server_s / max(deliveries, 1)
     return Result(figures, intact, cpu)
 
 
