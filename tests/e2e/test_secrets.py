@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agentstream.demo_dataset import reader_dsn
-from agentstream.env import DEV_CALLBACK_SECRET, LOCAL_STACK_ENV, callback_secret_from_env
+from agentstream.env import DEV_CALLBACK_SECRET
 from agentstream.processes import free_port
 from agentstream.stack import LocalStack
 
@@ -132,15 +132,3 @@ async def test_a_service_outside_the_local_stack_refuses_to_start_without_a_real
     assert code == 2, output
     assert f"agentstream {service}: configuration error: {reason}" in output
     assert "Traceback" not in output
-
-
-def test_the_local_stack_says_so_to_use_the_development_secret(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("CALLBACK_SECRET", raising=False)
-    monkeypatch.setenv(LOCAL_STACK_ENV, "1")
-    assert callback_secret_from_env() == DEV_CALLBACK_SECRET
-    monkeypatch.setenv("CALLBACK_SECRET", "a-real-secret-0123456789")
-    assert callback_secret_from_env() == "a-real-secret-0123456789"
-    monkeypatch.delenv(LOCAL_STACK_ENV)
-    assert callback_secret_from_env() == "a-real-secret-0123456789", "a real secret always works"

@@ -27,7 +27,7 @@ from tests.fakes.openai_server import (
     run_openai_server,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
