@@ -6,15 +6,13 @@ import os
 
 import msgspec
 
-from agentstream.demo_dataset import DEMO_CONNECTION, reader_dsn
-from agentstream.env import (
-    DEFAULT_DATABASE_URL,
-    ConfigError,
-    env_float,
-    env_int,
-    env_opt,
-    env_str,
-)
+from agentstream.env import ConfigError, env_float, env_int, env_opt, env_str
+
+# The developer stack's demo dataset, reached as its read-only role on the local PostgreSQL.
+# Written out because a service must not import the developer stack (agentstream.demo_dataset);
+# tests/unit/test_settings.py keeps the two equal.
+DEFAULT_CONNECTION = "demo"
+DEFAULT_DATABASES = {DEFAULT_CONNECTION: "postgresql://agentstream_reader@127.0.0.1:5432/postgres"}
 
 # What the agent must never hold, with what it uses instead: sandbox commands run beside it and
 # could read them from its environment (/proc/<pid>/environ) when they share its user.
@@ -59,8 +57,8 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_concurrent_runs: int = 32
     # connection ID → DSN of a database the SQL tools may read; by default the demo dataset,
     # reached as the read-only role on the local PostgreSQL (the local stack sets it).
-    databases: dict[str, str] = msgspec.field(default_factory=dict)
-    default_connection: str = DEMO_CONNECTION
+    databases: dict[str, str] = msgspec.field(default_factory=DEFAULT_DATABASES.copy)
+    default_connection: str = DEFAULT_CONNECTION
     sql_timeout_ms: int = 5_000
     sql_row_cap: int = 200
     # Bytes of JSON one query's rows may come to; huge values are cut by the database itself.
@@ -75,6 +73,7 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
                     f"{name} is set, but the agent must not hold it (sandbox commands could read"
                     f" it from the agent's environment): unset it; {instead}"
                 )
+        raw_databases = env_opt("AGENT_DATABASES")
         return cls(
             model=env_str("AGENT_MODEL", ""),
             openai_base_url=env_opt("OPENAI_BASE_URL"),
@@ -91,11 +90,8 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
             flush_max_chars=env_int("AGENT_FLUSH_MAX_CHARS", 512),
             max_body_bytes=env_int("AGENT_MAX_BODY_BYTES", 262_144),
             max_concurrent_runs=env_int("AGENT_MAX_CONCURRENT_RUNS", 32),
-            databases=parse_databases(
-                env_opt("AGENT_DATABASES")
-                or f"{DEMO_CONNECTION}={reader_dsn(DEFAULT_DATABASE_URL)}"
-            ),
-            default_connection=env_str("AGENT_DEFAULT_CONNECTION", DEMO_CONNECTION),
+            databases=parse_databases(raw_databases) if raw_databases else DEFAULT_DATABASES.copy(),
+            default_connection=env_str("AGENT_DEFAULT_CONNECTION", DEFAULT_CONNECTION),
             sql_timeout_ms=env_int("AGENT_SQL_TIMEOUT_MS", 5_000),
             sql_row_cap=env_int("AGENT_SQL_ROW_CAP", 200),
             sql_max_bytes=env_int("AGENT_SQL_MAX_BYTES", 65_536),

@@ -46,8 +46,6 @@ Violation = tuple[str, str, str]  # rule, file, offending text
 
 KNOWN: Counter[Violation] = Counter(
     {
-        # Rule 1; issue 10's C4 removes it.
-        ("dev-stack import", "agent/settings.py", "agentstream.demo_dataset"): 1,
         # Rule 2; C8 gathers these into the NATS contract.
         (
             "subject or header",
