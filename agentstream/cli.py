@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from agentstream.env import ConfigError, env_str
+from agentstream.runtime.settings import DEFAULT_GATEWAY_URL, ConfigError
 from agentstream.serve import configure_logging
 
 _Settings = TypeVar("_Settings")
@@ -120,11 +120,13 @@ def main(argv: list[str] | None = None) -> None:
     chat_p = sub.add_parser("chat", help="send a message and print the run as it streams")
     chat_p.add_argument("prompt")
     chat_p.add_argument(
-        "--gateway", default=env_str("AGENTSTREAM_GATEWAY", "http://127.0.0.1:8000")
+        "--gateway", default=os.environ.get("AGENTSTREAM_GATEWAY") or DEFAULT_GATEWAY_URL
     )
     chat_p.add_argument("--org")
     chat_p.add_argument(
-        "--api-key", default=env_str("AGENTSTREAM_API_KEY", ""), help="or AGENTSTREAM_API_KEY"
+        "--api-key",
+        default=os.environ.get("AGENTSTREAM_API_KEY", ""),
+        help="or AGENTSTREAM_API_KEY",
     )
 
     from agentstream.loadtest.options import add_arguments as loadtest_arguments
@@ -145,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument("--org", action="append", help="org to serve (repeatable)")
 
     args = parser.parse_args(argv)
-    configure_logging(env_str("LOG_LEVEL", "INFO" if args.command in ("worker",) else "WARNING"))
+    default_level = "INFO" if args.command in ("worker",) else "WARNING"
+    configure_logging(os.environ.get("LOG_LEVEL") or default_level)
 
     if args.command == "up":
         _exit(asyncio.run(_up(args)))
@@ -177,17 +180,13 @@ def main(argv: list[str] | None = None) -> None:
 
         serve(create_agent_app(agent_settings), host=args.host, port=args.port)
     elif args.command == "worker":
+        import msgspec
+
         from worker.main import main as worker_main
         from worker.settings import WorkerSettings
 
         settings = _configured("worker", WorkerSettings.from_env)
         if args.org:
-            settings = WorkerSettings(**{**_fields(settings), "orgs": args.org})
+            settings = msgspec.structs.replace(settings, orgs=args.org)
         worker_main(settings)
         _exit(0)
-
-
-def _fields(settings: object) -> dict[str, object]:
-    import msgspec
-
-    return msgspec.structs.asdict(settings)  # type: ignore[arg-type]

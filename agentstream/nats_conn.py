@@ -3,58 +3,21 @@
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import Awaitable, Callable
 
-import msgspec
 import nats
 from nats.aio.client import Client as NATS
 from nats.js.api import DiscardPolicy, RePublish, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError
 
-from agentstream.env import DEFAULT_NATS_URL, env_opt, env_str
+from agentstream.runtime.settings import NatsSettings
 
 STREAM_NAME = "RUNS"
 # Long enough to absorb a producer's retries after a network fault or a process restart.
 DUPLICATE_WINDOW_S = 120.0
 
 log = logging.getLogger(__name__)
-
-
-class NatsSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """How a service reaches NATS: URL(s), and user/password or a credentials file, over TLS."""
-
-    url: str = DEFAULT_NATS_URL
-    user: str | None = None
-    password: str | None = None
-    creds_file: str | None = None
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-
-    @classmethod
-    def from_env(cls) -> NatsSettings:
-        """``NATS_URL`` (comma-separated for a cluster), ``NATS_USER``/``NATS_PASSWORD`` or
-        ``NATS_CREDS``, and ``NATS_TLS_CA``/``NATS_TLS_CERT``/``NATS_TLS_KEY``."""
-        return cls(
-            url=env_str("NATS_URL", DEFAULT_NATS_URL),
-            user=env_opt("NATS_USER"),
-            password=env_opt("NATS_PASSWORD"),
-            creds_file=env_opt("NATS_CREDS"),
-            tls_ca=env_opt("NATS_TLS_CA"),
-            tls_cert=env_opt("NATS_TLS_CERT"),
-            tls_key=env_opt("NATS_TLS_KEY"),
-        )
-
-    def tls_context(self) -> ssl.SSLContext | None:
-        """A client TLS context when a CA or client certificate is configured."""
-        if not (self.tls_ca or self.tls_cert):
-            return None
-        context = ssl.create_default_context(cafile=self.tls_ca)
-        if self.tls_cert:
-            context.load_cert_chain(self.tls_cert, self.tls_key)
-        return context
 
 
 async def connect_nats(

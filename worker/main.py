@@ -16,13 +16,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-from temporalio.client import Client as TemporalClient
 from temporalio.worker import Worker
 
 from agentstream.message_store import MessageStore, open_pool
 from agentstream.nats_conn import connect_nats
+from agentstream.runtime.temporal import connect_temporal
 from agentstream.sandbox.backends import SandboxBackends
-from agentstream.temporal_codec import data_converter
 from schemas import agent_call_queue, require_id, task_queue
 from worker.activities import RunActivities
 from worker.settings import WorkerSettings
@@ -41,20 +40,16 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
     # No client-side retries and no read timeout: Temporal owns both (retry policy, heartbeats).
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
     try:
-        temporal = await TemporalClient.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            data_converter=data_converter,
-        )
+        temporal = await connect_temporal(settings.temporal)
         activities = RunActivities(
             nc=nc,
             store=MessageStore(pool),
             sandboxes=SandboxBackends(
-                settings.sandbox,
-                root=Path(settings.sandbox_root),
-                allow_network=settings.sandbox_allow_network,
-                e2b_api_key=settings.e2b_api_key,
-                e2b_template=settings.e2b_template,
+                settings.sandbox.backend,
+                root=Path(settings.sandbox.root),
+                allow_network=settings.sandbox.allow_network,
+                e2b_api_key=settings.sandbox.e2b_api_key,
+                e2b_template=settings.sandbox.e2b_template,
             ),
             http=http,
             agent_url=settings.agent_url,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
-
-from agentstream.env import env_str
 
 DEFAULT_MESSAGE = "Write a short script that counts the words of this sentence and run it."
 
@@ -63,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--org", help="org to start runs in")
     load.add_argument(
         "--api-key",
-        default=env_str("AGENTSTREAM_API_KEY", ""),
+        default=os.environ.get("AGENTSTREAM_API_KEY", ""),
         help="bearer API key for POST /api/messages (or AGENTSTREAM_API_KEY)",
     )
     load.add_argument("--seed", type=int, help="seed for drop points (repeatable runs)")

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from agentstream.demo_dataset import reader_dsn
-from agentstream.env import DEV_CALLBACK_SECRET
 from agentstream.processes import free_port
+from agentstream.runtime.settings import DEV_CALLBACK_SECRET
 from agentstream.stack import LocalStack
 
 

@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agentstream.nats_conn import NatsSettings, connect_nats
+from agentstream.nats_conn import connect_nats
 from agentstream.processes import ServiceProcess, free_port
+from agentstream.runtime.settings import NatsSettings
 from agentstream.stack import binary_path
 
 

@@ -1,37 +1,45 @@
-"""Service settings read from the environment (agentstream.env and each service's settings)."""
+"""Service settings read from the environment (agentstream.runtime.settings and each service's)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Annotated
 
 import msgspec
 import pytest
 
 from agent.settings import AgentSettings
 from agentstream.demo_dataset import DEMO_CONNECTION, reader_dsn
-from agentstream.env import (
+from agentstream.runtime.settings import (
     DEFAULT_DATABASE_URL,
     DEV_CALLBACK_SECRET,
     LOCAL_STACK_ENV,
+    CommaList,
     ConfigError,
-    callback_secret_from_env,
+    EnvSettings,
+    Flag,
+    NatsSettings,
+    SandboxSettings,
+    TemporalSettings,
+    read_env,
 )
-from agentstream.nats_conn import NatsSettings
 from gateway.settings import GatewaySettings
 from worker.settings import WorkerSettings
 
 
+@pytest.mark.parametrize("settings", [GatewaySettings, WorkerSettings])
 def test_the_local_stack_says_so_to_use_the_development_secret(
-    monkeypatch: pytest.MonkeyPatch,
+    settings: type[GatewaySettings | WorkerSettings],
 ) -> None:
-    monkeypatch.delenv("CALLBACK_SECRET", raising=False)
-    monkeypatch.setenv(LOCAL_STACK_ENV, "1")
-    assert callback_secret_from_env() == DEV_CALLBACK_SECRET
-    monkeypatch.setenv("CALLBACK_SECRET", "a-real-secret-0123456789")
-    assert callback_secret_from_env() == "a-real-secret-0123456789"
-    monkeypatch.delenv(LOCAL_STACK_ENV)
-    assert callback_secret_from_env() == "a-real-secret-0123456789", "a real secret always works"
+    local = {LOCAL_STACK_ENV: "1"}
+    assert settings.from_env(local).callback_secret == DEV_CALLBACK_SECRET
+    real = {"CALLBACK_SECRET": "a-real-secret-0123456789"}
+    assert settings.from_env({**local, **real}).callback_secret == real["CALLBACK_SECRET"]
+    assert settings.from_env(real).callback_secret == real["CALLBACK_SECRET"], "always works"
+    for refused in ({}, {"CALLBACK_SECRET": DEV_CALLBACK_SECRET}, {"CALLBACK_SECRET": "Change-Me"}):
+        with pytest.raises(ConfigError, match=f"^CALLBACK_SECRET is .*{LOCAL_STACK_ENV}=1"):
+            settings.from_env(refused)
 
 
 def test_the_agent_reads_the_developer_stacks_demo_dataset_by_default(
@@ -61,10 +69,20 @@ NATS_ROWS: list[Row] = [
     ("NATS_TLS_CERT", "/tls/cert.pem", "tls_cert", "/tls/cert.pem"),
     ("NATS_TLS_KEY", "/tls/key.pem", "tls_key", "/tls/key.pem"),
 ]
+# Read by the worker and the agent; the agent never makes a sandbox, so it ignores SANDBOX and
+# E2B_TEMPLATE, and the worker runs no command, so it ignores SANDBOX_ALLOW_UNCONFINED.
+SANDBOX_ROWS: list[Row] = [
+    ("SANDBOX", "e2b", "backend", "e2b"),
+    ("SANDBOX_ROOT", "/srv/sandboxes", "root", "/srv/sandboxes"),
+    ("SANDBOX_ALLOW_NETWORK", "1", "allow_network", True),
+    ("SANDBOX_ALLOW_UNCONFINED", "yes", "allow_unconfined", True),
+    ("E2B_API_KEY", "e2b_key", "e2b_api_key", "e2b_key"),
+    ("E2B_TEMPLATE", "nextjs", "e2b_template", "nextjs"),
+]
 TRUSTED_ROWS: list[Row] = [
     *((name, text, f"nats.{path}", value) for name, text, path, value in NATS_ROWS),
-    ("TEMPORAL_ADDRESS", "temporal:7233", "temporal_address", "temporal:7233"),
-    ("TEMPORAL_NAMESPACE", "prod", "temporal_namespace", "prod"),
+    ("TEMPORAL_ADDRESS", "temporal:7233", "temporal.address", "temporal:7233"),
+    ("TEMPORAL_NAMESPACE", "prod", "temporal.namespace", "prod"),
     (
         "DATABASE_URL",
         "postgresql://app@db:5432/app",
@@ -119,11 +137,7 @@ WORKER_ROWS: list[Row] = [
         "gateway_urls",
         ["http://gw-0:8000", "http://gw-1:8000"],
     ),
-    ("SANDBOX_ROOT", "/srv/sandboxes", "sandbox_root", "/srv/sandboxes"),
-    ("SANDBOX", "e2b", "sandbox", "e2b"),
-    ("SANDBOX_ALLOW_NETWORK", "1", "sandbox_allow_network", True),
-    ("E2B_API_KEY", "e2b_key", "e2b_api_key", "e2b_key"),
-    ("E2B_TEMPLATE", "nextjs", "e2b_template", "nextjs"),
+    *((name, text, f"sandbox.{path}", value) for name, text, path, value in SANDBOX_ROWS),
     ("WORKER_HEARTBEAT_S", "0.5", "heartbeat_s", 0.5),
     ("WORKER_AGENT_SLOTS", "8", "agent_slots", 8),
     (
@@ -137,10 +151,7 @@ AGENT_ROWS: list[Row] = [
     ("AGENT_MODEL", "openai:gpt-4o-mini", "model", "openai:gpt-4o-mini"),
     ("OPENAI_BASE_URL", "http://llm:11434/v1", "openai_base_url", "http://llm:11434/v1"),
     ("OPENAI_API_KEY", "sk-test", "openai_api_key", "sk-test"),
-    ("SANDBOX_ROOT", "/srv/sandboxes", "sandbox_root", "/srv/sandboxes"),
-    ("SANDBOX_ALLOW_NETWORK", "true", "sandbox_allow_network", True),
-    ("SANDBOX_ALLOW_UNCONFINED", "yes", "sandbox_allow_unconfined", True),
-    ("E2B_API_KEY", "e2b_key", "e2b_api_key", "e2b_key"),
+    *((name, text, f"sandbox.{path}", value) for name, text, path, value in SANDBOX_ROWS),
     ("AGENT_COMMAND_TIMEOUT_S", "12.5", "command_timeout_s", 12.5),
     ("AGENT_MAX_STEPS", "5", "max_steps", 5),
     ("SCRIPTED_TOKEN_DELAY_S", "0", "scripted_token_delay_s", 0.0),
@@ -169,16 +180,26 @@ _NATS_DEFAULTS: dict[str, object] = {
     "tls_cert": None,
     "tls_key": None,
 }
+_SANDBOX_DEFAULTS: dict[str, object] = {
+    "backend": "local",
+    "root": ".run/sandboxes",
+    "allow_network": False,
+    "allow_unconfined": False,
+    "e2b_api_key": None,
+    "e2b_template": "base",
+}
 _TRUSTED_DEFAULTS: dict[str, object] = {
     **{f"nats.{path}": value for path, value in _NATS_DEFAULTS.items()},
-    "temporal_address": "127.0.0.1:7233",
-    "temporal_namespace": "default",
+    "temporal.address": "127.0.0.1:7233",
+    "temporal.namespace": "default",
     "database_url": "postgresql://postgres@127.0.0.1:5432/postgres",
     "callback_secret": "agentstream-dev-secret-change-me",
 }
 # The documented defaults (README, Configuration), as each service parses them.
 DEFAULTS: dict[str, dict[str, object]] = {
     "nats": _NATS_DEFAULTS,
+    "temporal": {"address": "127.0.0.1:7233", "namespace": "default"},
+    "sandbox": _SANDBOX_DEFAULTS,
     "gateway": {
         **_TRUSTED_DEFAULTS,
         "public_url": "",
@@ -215,11 +236,7 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "orgs": ["default"],
         "agent_url": "http://127.0.0.1:8100",
         "gateway_urls": ["http://127.0.0.1:8000"],
-        "sandbox_root": ".run/sandboxes",
-        "sandbox": "local",
-        "sandbox_allow_network": False,
-        "e2b_api_key": None,
-        "e2b_template": "base",
+        **{f"sandbox.{path}": value for path, value in _SANDBOX_DEFAULTS.items()},
         "heartbeat_s": 2.0,
         "agent_slots": 32,
         "test_stage_delays": {},
@@ -228,10 +245,7 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "model": "",
         "openai_base_url": None,
         "openai_api_key": None,
-        "sandbox_root": ".run/sandboxes",
-        "sandbox_allow_network": False,
-        "sandbox_allow_unconfined": False,
-        "e2b_api_key": None,
+        **{f"sandbox.{path}": value for path, value in _SANDBOX_DEFAULTS.items()},
         "command_timeout_s": 30.0,
         "max_steps": 25,
         "scripted_token_delay_s": 0.02,
@@ -246,14 +260,21 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "sql_max_bytes": 65_536,
     },
 }
-SERVICES: dict[str, type[msgspec.Struct]] = {
+SERVICES: dict[str, type[EnvSettings]] = {
     "nats": NatsSettings,
+    "temporal": TemporalSettings,
+    "sandbox": SandboxSettings,
     "gateway": GatewaySettings,
     "worker": WorkerSettings,
     "agent": AgentSettings,
 }
 INVENTORY: dict[str, list[Row]] = {
     "nats": NATS_ROWS,
+    "temporal": [
+        ("TEMPORAL_ADDRESS", "temporal:7233", "address", "temporal:7233"),
+        ("TEMPORAL_NAMESPACE", "prod", "namespace", "prod"),
+    ],
+    "sandbox": SANDBOX_ROWS,
     "gateway": GATEWAY_ROWS,
     "worker": WORKER_ROWS,
     "agent": AGENT_ROWS,
@@ -291,7 +312,7 @@ def environ(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], None]
 
 
 def _read(service: str) -> dict[str, object]:
-    return _flat(SERVICES[service].from_env())  # type: ignore[attr-defined]
+    return _flat(SERVICES[service].from_env())
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -341,16 +362,19 @@ def test_a_variable_set_empty_is_unset(
 @pytest.mark.parametrize(
     ("service", "name", "path"),
     [
-        ("worker", "SANDBOX_ALLOW_NETWORK", "sandbox_allow_network"),
-        ("agent", "SANDBOX_ALLOW_NETWORK", "sandbox_allow_network"),
-        ("agent", "SANDBOX_ALLOW_UNCONFINED", "sandbox_allow_unconfined"),
+        ("worker", "SANDBOX_ALLOW_NETWORK", "sandbox.allow_network"),
+        ("agent", "SANDBOX_ALLOW_NETWORK", "sandbox.allow_network"),
+        ("agent", "SANDBOX_ALLOW_UNCONFINED", "sandbox.allow_unconfined"),
     ],
 )
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("1", True), ("true", True), ("yes", True), ("0", False), ("false", False), ("no", False)],
+    [
+        *((text, True) for text in ("1", "true", "yes", "on", "TRUE", "Yes", " on ")),
+        *((text, False) for text in ("0", "false", "no", "off", "FALSE", "No", " off ")),
+    ],
 )
-def test_a_flag_reads_one_true_yes_and_zero_false_no(
+def test_a_flag_reads_one_true_yes_on_and_zero_false_no_off_in_any_case(
     service: str,
     name: str,
     path: str,
@@ -381,6 +405,12 @@ def test_a_flag_reads_one_true_yes_and_zero_false_no(
         ),
         ("agent", "AGENT_SQL_ROW_CAP", "ten", "AGENT_SQL_ROW_CAP must be an integer, got 'ten'"),
         ("agent", "AGENT_DATABASES", "sales", "AGENT_DATABASES item must be id=dsn, got 'sales'"),
+        (
+            "agent",
+            "SANDBOX_ALLOW_NETWORK",
+            "maybe",
+            "SANDBOX_ALLOW_NETWORK must be 1, true, yes, on or 0, false, no, off, got 'maybe'",
+        ),
     ],
 )
 def test_a_malformed_value_is_a_config_error_naming_its_variable(
@@ -390,3 +420,47 @@ def test_a_malformed_value_is_a_config_error_naming_its_variable(
     with pytest.raises(ConfigError) as raised:
         _read(service)
     assert str(raised.value) == message
+
+
+class _Pool(EnvSettings, frozen=True, kw_only=True, rename=lambda name: f"POOL_{name.upper()}"):
+    size: Annotated[int, msgspec.Meta(ge=1)] = 4
+    hosts: CommaList = msgspec.field(default_factory=list)
+
+
+class _Service(EnvSettings, frozen=True, kw_only=True, rename="upper"):
+    pool: _Pool = msgspec.field(default_factory=_Pool)
+    verbose: Flag = False
+    timeout_s: float = msgspec.field(default=1.0, name="SERVICE_TIMEOUT")
+
+
+def test_nested_settings_are_read_from_the_same_flat_environment() -> None:
+    environ = {"POOL_SIZE": "8", "POOL_HOSTS": "a, b", "VERBOSE": "yes", "SERVICE_TIMEOUT": "2"}
+    assert read_env(_Service, environ) == _Service(
+        pool=_Pool(size=8, hosts=["a", "b"]), verbose=True, timeout_s=2.0
+    )
+    assert read_env(_Service, {}) == _Service(), "every default from the declaration"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"POOL_SIZE": "x"}, "POOL_SIZE must be an integer, got 'x'"),
+        ({"POOL_SIZE": "0"}, "POOL_SIZE: Expected `int` >= 1, got '0'"),
+        ({"SERVICE_TIMEOUT": "soon"}, "SERVICE_TIMEOUT must be a number, got 'soon'"),
+        ({"VERBOSE": "2"}, "VERBOSE must be 1, true, yes, on or 0, false, no, off, got '2'"),
+    ],
+)
+def test_a_bad_value_names_its_variable_even_when_nested(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        read_env(_Service, environ)
+    assert str(raised.value) == message
+
+
+def test_from_env_reads_the_mapping_it_is_given_not_the_process_environment(
+    environ: Callable[[dict[str, str]], None],
+) -> None:
+    environ({"SSE_PING_S": "bad", "CALLBACK_SECRET": DEV_CALLBACK_SECRET})
+    given = {"SSE_PING_S": "3", "CALLBACK_SECRET": "a-real-secret-0123456789"}
+    assert GatewaySettings.from_env(given).sse_ping_s == 3.0
