@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Final
 
 from nats.aio.client import Client as NATS
@@ -124,12 +124,80 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 class _RunChannel:
     """The subscription of one run and the clients watching it on this replica."""
 
+    __slots__ = ("opening", "subscription", "watchers")
+
     def __init__(self) -> None:
         self.watchers: set[Watcher] = set()
         self.subscription: Subscription | None = None
         # Making the subscription (set by the hub as the channel is created): it belongs to the
-        # channel, never to the client that happened to come first.
-        self.opening: asyncio.Task[None]
+        # channel, never to the client that happened to come first. None once it succeeded.
+        self.opening: asyncio.Task[None] | None = None
+
+
+# Messages received and not yet delivered, over all runs: past it nats-py drops a message (and
+# logs a slow consumer); the run's next message reveals the hole and its clients re-read it.
+_PENDING_MSGS = 65_536
+
+Deliver = Callable[[Msg], Awaitable[None]]
+
+
+class _SharedDelivery:
+    """Delivers the messages of all of a hub's subscriptions from one queue, in one task.
+
+    nats-py gives every subscription with a callback a queue and a task of its own: ~6 KB a
+    run (tracemalloc), more than the clients watching it cost. A subscription is made as usual,
+    so nats-py still owns it (replays it after a reconnect, drains and unsubscribes it), then
+    adopted: its messages go to this queue and its own task is stopped. The task runs while
+    the hub has subscriptions.
+    """
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=_PENDING_MSGS)
+        self._routes: dict[int, tuple[Subscription, Deliver]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def adopt(self, subscription: Subscription, deliver: Deliver) -> None:
+        """Deliver ``subscription``'s messages with ``deliver``, from now on in the shared task."""
+        own = subscription._pending_queue
+        if subscription._wait_for_msgs_task is not None:
+            # Waiting for its first message, at most: it has no other await.
+            subscription._wait_for_msgs_task.cancel()
+            subscription._wait_for_msgs_task = None
+        subscription._pending_queue = self._queue
+        # What arrived while it was being made goes first.
+        while not own.empty():
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(own.get_nowait())
+        self._routes[subscription._id] = (subscription, deliver)
+        if self._task is None:
+            self._task = asyncio.create_task(self._deliver_all())
+
+    def forget(self, subscription: Subscription) -> None:
+        """Deliver nothing more of ``subscription`` (it is about to be unsubscribed)."""
+        self._routes.pop(subscription._id, None)
+        if not self._routes and self._task is not None:
+            self._task.cancel()
+            self._task = None
+            # Nothing left to deliver them to; a drain waiting on the queue must not wait.
+            while not self._queue.empty():
+                self._queue.get_nowait()
+                self._queue.task_done()
+
+    async def _deliver_all(self) -> None:
+        queue = self._queue
+        while True:
+            msg = await queue.get()
+            try:
+                route = self._routes.get(msg.sid)
+                if route is not None:
+                    subscription, deliver = route
+                    # nats-py counts what it queued against the subscription's byte limit.
+                    subscription._pending_size -= len(msg.data)
+                    await deliver(msg)
+            except Exception:
+                log.exception("live delivery failed on %s", msg.subject)
+            finally:
+                queue.task_done()
 
 
 class LiveHub:
@@ -141,6 +209,7 @@ class LiveHub:
         self._client_queue_size = client_queue_size
         self._channels: dict[str, _RunChannel] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._delivery = _SharedDelivery()
 
     def _on_overflow(self) -> None:
         if self._metrics is not None:
@@ -171,9 +240,10 @@ class LiveHub:
             channel.opening = self._spawn(self._open(subject, channel))
         channel.watchers.add(watcher)
         try:
-            # Shielded: a client that leaves stops waiting, but the set-up goes on for the
-            # others (and, if none is left, ends in the release below).
-            await asyncio.shield(channel.opening)
+            if channel.opening is not None:
+                # Shielded: a client that leaves stops waiting, but the set-up goes on for the
+                # others (and, if none is left, ends in the release below).
+                await asyncio.shield(channel.opening)
             yield watcher
         finally:
             # No await here: under anyio (Starlette) a cancelled client is cancelled again at
@@ -201,14 +271,19 @@ class LiveHub:
         # future without checking whether it was cancelled, and that error kills the
         # connection's read loop.
         await self._nc.flush()
+        # Done: the channel keeps no finished task for as long as the run is watched.
+        channel.opening = None
 
     async def _release(self, channel: _RunChannel) -> None:
         # Whatever the set-up's outcome, once it has ended any subscription it made is known.
-        await asyncio.wait({channel.opening})
-        if not channel.opening.cancelled():
-            # Its error was for its waiters to see; they may all have left before it came.
-            channel.opening.exception()
+        opening = channel.opening
+        if opening is not None:
+            await asyncio.wait({opening})
+            if not opening.cancelled():
+                # Its error was for its waiters to see; they may all have left before it came.
+                opening.exception()
         if channel.subscription is not None:
+            self._delivery.forget(channel.subscription)
             with contextlib.suppress(Exception):
                 await channel.subscription.unsubscribe()
 
@@ -223,13 +298,14 @@ class LiveHub:
             for watcher in tuple(channel.watchers):
                 watcher.offer_all(frames)
 
-        return await self._nc.subscribe(
+        subscription = await self._nc.subscribe(
             subject,
             cb=deliver,
             # A dropped message is detected by the next one's Nats-Last-Sequence and re-read.
-            pending_msgs_limit=8192,
             pending_bytes_limit=32 * 1024 * 1024,
         )
+        self._delivery.adopt(subscription, deliver)
+        return subscription
 
     def resync_all(self) -> None:
         """Tell every client that live delivery may have a hole (after a NATS reconnect)."""

@@ -1,0 +1,66 @@
+"""The live hub delivers every watched run's messages from one task, on a real NATS server.
+
+Each run keeps its own NATS subscription (the server holds one interest per run), but no queue or
+task of its own: a replica watching thousands of runs would otherwise spend more on those than
+on its clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from agentstream.event_publisher import publish_event
+from agentstream.nats_conn import ensure_runs_stream
+from gateway.live_hub import LiveHub, Watcher
+from gateway.sse_frames import Frame
+from schemas import Token
+
+RUNS = 100
+
+
+@pytest.fixture
+async def connections(nats_url: str) -> AsyncIterator[tuple[NATS, NATS]]:
+    """The gateway's connection and a producer's."""
+    gateway = await nats.connect(nats_url)
+    producer = await nats.connect(nats_url)
+    await ensure_runs_stream(producer.jetstream(), max_age_s=3600, replicas=1)
+    try:
+        yield gateway, producer
+    finally:
+        await gateway.close()
+        await producer.close()
+
+
+async def test_a_hundred_watched_runs_get_their_own_events_from_one_task(
+    connections: tuple[NATS, NATS],
+) -> None:
+    gateway, producer = connections
+    hub = LiveHub(gateway, client_queue_size=16)
+    runs = [f"run_shared_{i}" for i in range(RUNS)]
+    tasks_before = len(asyncio.all_tasks())
+    async with contextlib.AsyncExitStack() as watching:
+        watchers: dict[str, Watcher] = {}
+        for run in runs:
+            watchers[run] = await watching.enter_async_context(hub.watch("default", run))
+        await hub.settled()
+        assert hub.watched_runs == RUNS
+        assert len(asyncio.all_tasks()) <= tasks_before + 1, "one delivery task, not one a run"
+
+        js = producer.jetstream()
+        for n, run in enumerate(runs):
+            await publish_event(js, "default", Token(run=run, n=n, text=run), producer="agent")
+        async with asyncio.timeout(10):
+            for run, watcher in watchers.items():
+                item = await watcher.get()
+                assert isinstance(item, Frame)
+                assert f'"run":"{run}"'.encode() in item.wire, "each run's event to its own client"
+    await hub.settled()
+    assert hub.watched_runs == 0
+    # The delivery task stops with the last subscription.
+    assert len(asyncio.all_tasks()) <= tasks_before
