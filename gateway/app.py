@@ -21,6 +21,7 @@ from agentstream.run_history import HistoryReader
 from agentstream.temporal_codec import data_converter
 from gateway.asgi_routes import OUTAGES, RawRoutes, operations
 from gateway.auth import Authenticator
+from gateway.front_routes import FrontRoutedApp
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
 from gateway.open_runs import OpenRuns
@@ -135,15 +136,21 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 await hub.settled()
             await nc.drain()
 
-    app = FastAPI(title="agentstream gateway", version="0.1.0", lifespan=lifespan)
+    # SSE streams ahead of all of FastAPI: an idle one then holds only its own frames.
+    app = FrontRoutedApp(
+        front_routes=stream.ROUTES,
+        title="agentstream gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
     install_error_handlers(app, metrics)
     raw_routes = [bridge.ROUTE]
     # Inside CloseUnreadBodyMiddleware: a raw route's early refusals drain the body too.
     app.add_middleware(RawRoutes, routes=raw_routes)
     app.add_middleware(CloseUnreadBodyMiddleware)
     install_outage_handlers(app)
-    publish_body_schemas(app, operations(raw_routes))
-    for module in (messages, stream, runs):
+    publish_body_schemas(app, operations([*raw_routes, *stream.ROUTES]))
+    for module in (messages, runs):
         app.include_router(module.router)
 
     @app.get("/healthz")

@@ -1,36 +1,41 @@
-"""The SSE response: pre-encoded chunks written as they come, ended from outside when needed.
+"""The SSE response of a run on a raw ASGI connection, ended from outside when needed.
 
-Each connection costs its request task and one task listening for the client leaving. A stream
-ends when its chunks end, when the client leaves, when ``cut()`` is called (its client fell a
-whole queue behind), when a send outlasts the send timeout, or a grace period after the process
-is told to stop (clients then resume elsewhere with ``Last-Event-ID``).
+A connection costs its request task, which writes the stream, and one task waiting on
+``receive``: uvicorn tells of a client leaving only there. A stream ends when its batches end,
+when the client leaves, when ``too_slow()`` is called (its client fell a whole queue behind),
+when a send outlasts the send timeout, or a grace period after the process is told to stop
+(clients then resume elsewhere with ``Last-Event-ID``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator
 
-from starlette.background import BackgroundTask
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Send
 
 from agentstream.serve import call_on_stop_signal
+from gateway.run_stream import ClientTooSlow
+from gateway.sse_frames import PING, Frame
 
 log = logging.getLogger(__name__)
 
 # The last chunk of a stream that ends in order; a blocked client does not get longer.
 _END_TIMEOUT_S = 1.0
 
-ChunkSource = Callable[[Callable[[], None]], AsyncGenerator[bytes]]
+_HEADERS = (
+    (b"x-accel-buffering", b"no"),
+    (b"cache-control", b"no-store"),
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+)
 
 
 class _OpenStreams:
     """The streams open on one event loop, ended a grace period after a stop signal."""
 
     def __init__(self) -> None:
-        self.streams: set[SseResponse] = set()
+        self.streams: set[SseStream] = set()
         self.stopping = False
 
     def stop(self) -> None:
@@ -51,46 +56,135 @@ def _open_streams() -> _OpenStreams:
     return streams
 
 
-class SseResponse(Response):
-    """A ``text/event-stream`` response whose chunks arrive already encoded.
+class SseStream:
+    """One client's ``text/event-stream`` response: its first block, then each batch of frames
+    joined into one write, and a keepalive comment after ``ping_s`` without one.
 
-    ``source`` is called with this response's ``cut`` and returns the chunks; each chunk is
-    one ASGI send, so frames joined into a chunk leave in one write.
+    Created before the batches, so that their source can be handed ``too_slow``.
     """
 
-    media_type = "text/event-stream"
+    __slots__ = (
+        "_cancels",
+        "_cut",
+        "_end",
+        "_grace_s",
+        "_listening",
+        "_receive",
+        "_task",
+        "name",
+    )
 
-    def __init__(
-        self,
-        source: ChunkSource,
-        *,
-        send_timeout_s: float,
-        shutdown_grace_s: float,
-        headers: Mapping[str, str] | None = None,
-        background: BackgroundTask | None = None,
-    ) -> None:
-        self.status_code = 200
-        self.background = background
-        self.init_headers(
-            {"X-Accel-Buffering": "no", "Cache-Control": "no-store", **(headers or {})}
-        )
-        self._chunks = source(self.cut)
-        self._send_timeout_s = send_timeout_s
+    def __init__(self, name: str, *, shutdown_grace_s: float) -> None:
+        # What the stream is of, for the logs.
+        self.name = name
         self._grace_s = shutdown_grace_s
         # The task writing the stream, while it may be ended from outside.
         self._task: asyncio.Task[object] | None = None
         self._end: asyncio.TimerHandle | None = None
         self._cancels = 0
         self._cut = False
+        self._receive: Receive | None = None
+        self._listening: asyncio.Future[Message] | None = None
 
-    def cut(self) -> None:
-        """End the stream now and drop the connection (the client resumes from its last ID)."""
-        self._cut = True
-        self._end_at(0.0)
+    def too_slow(self) -> None:
+        """Drop the client, which fell a whole queue behind: it resumes from its last ID."""
+        log.info("client of %s too slow, disconnected to resume", self.name)
+        self._cut_now()
 
     def end_after_grace(self) -> None:
         """End the stream once the shutdown grace period has passed."""
         self._end_at(asyncio.get_running_loop().time() + self._grace_s)
+
+    async def serve(
+        self,
+        receive: Receive,
+        send: Send,
+        first: bytes,
+        batches: AsyncIterator[list[Frame]] | None,
+        *,
+        ping_s: float,
+        send_timeout_s: float,
+    ) -> None:
+        """Write the response: ``first``, then every batch until they end or the stream is
+        ended; ``batches`` (a generator) is closed on the way out, however it ends."""
+        loop = asyncio.get_running_loop()
+        streams = _open_streams()
+        streams.streams.add(self)
+        self._task = asyncio.current_task()
+        self._receive = receive
+        self._listen()
+        if streams.stopping:
+            self.end_after_grace()
+        ended_in_order = False
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            await self._write(send, first, send_timeout_s)
+            if batches is not None:
+                sent_at = loop.time()
+                async for batch in batches:
+                    if batch:
+                        # Frames were encoded once for every client: here they are only joined.
+                        chunk = b"".join([frame.wire for frame in batch])
+                    elif loop.time() - sent_at < ping_s:
+                        continue
+                    else:
+                        chunk = PING
+                    await self._write(send, chunk, send_timeout_s)
+                    sent_at = loop.time()
+            ended_in_order = True
+        except asyncio.CancelledError:
+            # Ended from outside by this stream (a cancellation of its own making); any other
+            # cancellation goes on.
+            if not self._uncancel_own():
+                raise
+        except (TimeoutError, ClientTooSlow):
+            pass  # already cut
+        finally:
+            self._task = None
+            if self._end is not None:
+                self._end.cancel()
+            streams.streams.discard(self)
+            if self._listening is not None:
+                self._listening.cancel()
+            if isinstance(batches, AsyncGenerator):
+                # Its clean-up (the client's place in the live hub) runs now, not at garbage time.
+                await batches.aclose()
+        if not self._cut:
+            # A client that fell behind is dropped without its last chunk: uvicorn then closes
+            # the connection. Others get a proper end, and keep-alive if it ended in order.
+            async with asyncio.timeout(None if ended_in_order else _END_TIMEOUT_S):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _write(self, send: Send, chunk: bytes, timeout_s: float) -> None:
+        message = {"type": "http.response.body", "body": chunk, "more_body": True}
+        try:
+            async with asyncio.timeout(timeout_s):
+                await send(message)
+        except TimeoutError:
+            log.info("SSE send outlasted %.1f s, connection dropped", timeout_s)
+            self._cut_now()
+            raise
+
+    def _listen(self) -> None:
+        # A bare task on ``receive``, renewed while the request's own messages (its body, if
+        # any) come in: the wait for the client to leave holds no frame of this stream's.
+        assert self._receive is not None
+        self._listening = asyncio.ensure_future(self._receive())
+        self._listening.add_done_callback(self._received)
+
+    def _received(self, listening: asyncio.Future[Message]) -> None:
+        if listening.cancelled():
+            return
+        if listening.exception() is None and listening.result()["type"] == "http.request":
+            if self._task is not None:
+                self._listen()
+            return
+        self._listening = None
+        self._end_at(0.0)
+
+    def _cut_now(self) -> None:
+        self._cut = True
+        self._end_at(0.0)
 
     def _end_at(self, when: float) -> None:
         if self._task is None or (self._end is not None and self._end.when() <= when):
@@ -109,52 +203,8 @@ class SseResponse(Response):
         # stream open and its client's slot taken.
         self._end = asyncio.get_running_loop().call_later(0.1, self._end_now)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
-        if scope.get("method") == "HEAD":
-            # A HEAD never streams: it would never end.
-            await self._chunks.aclose()
-            await send(start)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            if self.background is not None:
-                await self.background()
-            return
-        streams = _open_streams()
-        listening = asyncio.create_task(self._end_when_client_leaves(receive))
-        streams.streams.add(self)
-        ended_in_order = False
-        self._task = asyncio.current_task()
-        if streams.stopping:
-            self.end_after_grace()
-        try:
-            await send(start)
-            await self._send_chunks(send)
-            ended_in_order = True
-        except asyncio.CancelledError:
-            # Ended from outside by this response (a cancellation of its own making); any
-            # other cancellation goes on.
-            if not self._uncancel_own():
-                raise
-        except TimeoutError:
-            pass  # a send outlasted its timeout: already cut
-        finally:
-            self._task = None
-            if self._end is not None:
-                self._end.cancel()
-            streams.streams.discard(self)
-            listening.cancel()
-            # Its clean-up (the client's place in the live hub) runs now, not at garbage time.
-            await self._chunks.aclose()
-        if not self._cut:
-            # A client that fell behind is dropped without its last chunk: uvicorn then closes
-            # the connection. Others get a proper end, and keep-alive if it ended in order.
-            async with asyncio.timeout(None if ended_in_order else _END_TIMEOUT_S):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        if self.background is not None:
-            await self.background()
-
     def _uncancel_own(self) -> bool:
-        """Withdraw this response's cancellations; whether the task is left uncancelled."""
+        """Withdraw this stream's cancellations; whether the task is left uncancelled."""
         task = self._task
         if task is None or not self._cancels:
             return False
@@ -163,22 +213,3 @@ class SseResponse(Response):
             remaining = task.uncancel()
         self._cancels = 0
         return remaining == 0
-
-    async def _send_chunks(self, send: Send) -> None:
-        timeout_s = self._send_timeout_s
-        async for chunk in self._chunks:
-            message = {"type": "http.response.body", "body": chunk, "more_body": True}
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await send(message)
-            except TimeoutError:
-                log.info("SSE send outlasted %.1f s, connection dropped", timeout_s)
-                self.cut()
-                raise
-
-    async def _end_when_client_leaves(self, receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                self._end_at(0.0)
-                return

@@ -1,73 +1,146 @@
-"""``GET /api/stream/{run}``: the SSE stream of a run, resumable with ``Last-Event-ID``."""
+"""``GET /api/stream/{run}``: the SSE stream of a run, resumable with ``Last-Event-ID``.
+
+Served as raw ASGI ahead of FastAPI (``gateway.front_routes``): a stream lasts as long as its
+client stays, and whatever its request passed through would stay with it. The checks are the
+ones FastAPI made, in its order and with its error bodies: the parameters (every problem in one
+400), then access, then the event ID, then the run.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncGenerator, Callable
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Header, Query, Request
-from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
 from agentstream.http import BadRequest, NotFound, Unauthorized
+from gateway.asgi_routes import RawRoute, send_error
 from gateway.auth import require_org
-from gateway.params import RunIdPath, RunIdQuery
-from gateway.run_stream import ClientTooSlow, stream_run
-from gateway.sse_frames import PING, message, opening
-from gateway.sse_response import ChunkSource, SseResponse
-from gateway.state import GatewayState, State
+from gateway.run_stream import stream_run
+from gateway.sse_frames import Frame, message, opening
+from gateway.sse_response import SseStream
+from gateway.state import GatewayState
 from gateway.stream_tokens import verify_stream_token
 from gateway.terminal_guard import publish_missing_terminal
-from schemas import AgentResult, Done, encode
-
-log = logging.getLogger(__name__)
-router = APIRouter()
+from schemas import ID_PATTERN, AgentResult, Done, InvalidIdError, RunView, encode, is_valid_id
 
 SSE_CLIENTS = "sse_clients"
 SSE_CLIENTS_HELP = "SSE clients connected to this replica."
 
-LastEventIdHeader = Annotated[str | None, Header(alias="Last-Event-ID")]
-LastEventIdQuery = Annotated[str | None, Query(description="Resume after this event ID")]
+_TOKEN_MAX_CHARS = 2048
+
+# How many openings may be at one step at once on a replica: looking the run up (Temporal,
+# PostgreSQL; only for streams opened without a stream token) and reading the stream (NATS). A
+# burst of openings (clients reconnecting after a replica died) would otherwise send every
+# request at once: none would finish sooner, and each one in flight holds buffers that the
+# process keeps afterwards (a Temporal describe: ~64 KB; 1,000 idle streams opened at once
+# without a token: 29-31 KiB of resident memory each with 32 lookups at once, 23-24 with 8).
+# Separate turns: a lookup that hangs holds up no read.
+_LOOKUPS_AT_ONCE = 8
+_READS_AT_ONCE = 32
 
 
-TokenQuery = Annotated[
-    str | None, Query(description="Stream token from POST /api/messages", max_length=2048)
-]
-_ERRORS: dict[int | str, dict[str, object]] = {400: {}, 401: {}, 403: {}, 404: {}, 429: {}}
+class _Turns:
+    """The turns of one event loop's openings."""
+
+    def __init__(self) -> None:
+        self.lookups = asyncio.Semaphore(_LOOKUPS_AT_ONCE)
+        self.reads = asyncio.Semaphore(_READS_AT_ONCE)
 
 
-@router.get("/api/stream/{run}", response_class=SseResponse, status_code=200, responses=_ERRORS)
-async def stream_by_path(
-    run: RunIdPath,
-    request: Request,
-    gw: State,
-    last_event_id_header: LastEventIdHeader = None,
-    last_event_id: LastEventIdQuery = None,
-    token: TokenQuery = None,
-) -> SseResponse:
-    """Stream every event of ``run`` after ``Last-Event-ID`` (from the start without one)."""
-    org, release = await _admit(request, gw, run, token)
-    return await _open_stream(gw, org, run, last_event_id_header or last_event_id, release)
+_turns_of: dict[asyncio.AbstractEventLoop, _Turns] = {}
 
 
-@router.get("/api/stream", response_class=SseResponse, status_code=200, responses=_ERRORS)
-async def stream_by_query(
-    workflow_id: RunIdQuery,
-    request: Request,
-    gw: State,
-    last_event_id_header: LastEventIdHeader = None,
-    last_event_id: LastEventIdQuery = None,
-    token: TokenQuery = None,
-) -> SseResponse:
-    """The same stream, addressed as ``?workflow_id=``."""
-    org, release = await _admit(request, gw, workflow_id, token)
-    last = last_event_id_header or last_event_id
-    return await _open_stream(gw, org, workflow_id, last, release)
+def _turns() -> _Turns:
+    loop = asyncio.get_running_loop()
+    turns = _turns_of.get(loop)
+    if turns is None:
+        turns = _turns_of[loop] = _Turns()
+    return turns
+
+
+class _Params(NamedTuple):
+    run: str
+    last_event_id: str | None
+    token: str | None
+
+
+class _Opened(NamedTuple):
+    org: str
+    after: int
+    # The stored answer of a completed run whose events expired: the whole stream.
+    stored: AgentResult | None
+
+
+async def _serve(scope: Scope, receive: Receive, send: Send, path: dict[str, str]) -> None:
+    gw: GatewayState = scope["state"]["gateway"]
+    try:
+        run, opened, release = await _begin(scope, gw, path)
+    except InvalidIdError as exc:
+        await send_error(send, scope, BadRequest(str(exc)))
+        return
+    except Exception as exc:
+        await send_error(send, scope, exc)
+        return
+    gw.metrics.add(SSE_CLIENTS, SSE_CLIENTS_HELP, 1)
+    try:
+        settings = gw.settings
+        sse, first, batches = _prepare(gw, run, opened)
+        await sse.serve(
+            receive,
+            send,
+            first,
+            batches,
+            ping_s=settings.sse_ping_s,
+            send_timeout_s=settings.sse_send_timeout_s,
+        )
+    finally:
+        release()
+        gw.metrics.add(SSE_CLIENTS, SSE_CLIENTS_HELP, -1)
+
+
+async def _begin(
+    scope: Scope, gw: GatewayState, path: dict[str, str]
+) -> tuple[str, _Opened, Callable[[], None]]:
+    """The checks of a new stream: its run, where it starts, and the caller's stream slot
+    (whose release is the caller's from then on). Nothing else of the request stays."""
+    params = _params(scope, path)
+    org, release = await _admit(scope, gw, params.run, params.token)
+    try:
+        return params.run, await _open(gw, org, params.run, params.last_event_id), release
+    except BaseException:
+        release()
+        raise
+
+
+def _params(scope: Scope, path: dict[str, str]) -> _Params:
+    # As Starlette reads them: the query as latin-1, its last value of a name; a header's first.
+    query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    problems: list[str] = []
+    run: str | None
+    if "run" in path:
+        where, run = "path.run", path["run"]
+    else:
+        where, run = "query.workflow_id", query.get("workflow_id")
+    if run is None:
+        problems.append(f"{where}: Field required")
+    elif not is_valid_id(run):
+        problems.append(f"{where}: String should match pattern '{ID_PATTERN}'")
+    token = query.get("token")
+    if token is not None and len(token) > _TOKEN_MAX_CHARS:
+        problems.append(f"query.token: String should have at most {_TOKEN_MAX_CHARS} characters")
+    if problems or run is None:
+        raise BadRequest("; ".join(problems))
+    header = next((v for k, v in scope["headers"] if k == b"last-event-id"), None)
+    last_event_id = header.decode("latin-1") if header is not None else None
+    return _Params(run, last_event_id or query.get("last_event_id"), token)
 
 
 async def _admit(
-    request: Request, gw: GatewayState, run: str, token: str | None
+    scope: Scope, gw: GatewayState, run: str, token: str | None
 ) -> tuple[str | None, Callable[[], None]]:
     """Check the caller may read ``run``; its org when known, and one of its stream slots.
 
@@ -78,12 +151,13 @@ async def _admit(
         org = verify_stream_token(gw, token, run).org
         key = f"run:{run}"
     else:
+        request = Request(scope)
         principal = await gw.auth.optional_principal(request)
         if principal is None and not gw.auth.open:
             raise Unauthorized("a stream token (?token=) or an API key is required")
         if principal is not None:
             gw.rate_limiter.check(principal.key)
-            view = await gw.directory.find(run)
+            view = await _find(gw, run)
             if view is None:
                 raise NotFound(f"unknown run {run}")
             require_org(principal, view.org)
@@ -104,110 +178,193 @@ def _parse_last_event_id(raw: str | None) -> int:
     return int(raw)
 
 
-async def _open_stream(
-    gw: GatewayState,
-    org: str | None,
-    run: str,
-    raw_last_id: str | None,
-    release: Callable[[], None],
-) -> SseResponse:
-    try:
-        after = _parse_last_event_id(raw_last_id)
-        view = None
-        if org is None:
-            # Open mode: the org is the run's own (Temporal, the database), else the one its
-            # first event names. Reads are then exact: another org's events under the same run
-            # ID are never merged in.
-            view = await gw.directory.find(run)
-            org = view.org if view is not None else await gw.history.first_org(run)
-            if org is None:
-                raise NotFound(f"unknown run {run}")
-        if await gw.history.has_events(org, run):
-            source = _live_source(gw, org, run, after)
+async def _open(gw: GatewayState, org: str | None, run: str, raw_last_id: str | None) -> _Opened:
+    """Where the stream starts, and of which org; 404 for a run nothing knows."""
+    after = _parse_last_event_id(raw_last_id)
+    view = None
+    if org is None:
+        # Open mode: the org is the run's own (Temporal, the database), else the one its
+        # first event names. Reads are then exact: another org's events under the same run
+        # ID are never merged in.
+        view = await _find(gw, run)
+        if view is not None:
+            org = view.org
         else:
-            view = view or await gw.directory.find(run)
-            if view is None:
-                raise NotFound(f"unknown run {run}")
-            if view.result is not None and view.status == "completed":
-                # The run's events expired: its stored answer still ends the stream properly.
-                source = _stored_done(run, view.result)
-            else:
-                source = _live_source(gw, org, run, after)
-    except BaseException:
-        release()
-        raise
-    gw.metrics.add(SSE_CLIENTS, SSE_CLIENTS_HELP, 1)
+            async with _turns().reads:
+                org = await gw.history.first_org(run)
+        if org is None:
+            raise NotFound(f"unknown run {run}")
+    async with _turns().reads:
+        found = await gw.history.has_events(org, run)
+    if found:
+        return _Opened(org, after, None)
+    view = view or await _find(gw, run)
+    if view is None:
+        raise NotFound(f"unknown run {run}")
+    if view.result is not None and view.status == "completed":
+        # The run's events expired: its stored answer still ends the stream properly.
+        return _Opened(org, after, view.result)
+    return _Opened(org, after, None)
 
-    async def closed() -> None:
-        release()
-        gw.metrics.add(SSE_CLIENTS, SSE_CLIENTS_HELP, -1)
 
+async def _find(gw: GatewayState, run: str) -> RunView | None:
+    """The run as Temporal and the database know it."""
+    async with _turns().lookups:
+        return await gw.directory.find(run)
+
+
+def _prepare(
+    gw: GatewayState, run: str, opened: _Opened
+) -> tuple[SseStream, bytes, AsyncIterator[list[Frame]] | None]:
+    """The stream's response, its opening, and its batches of ready frames (keepalives in
+    between are the response's)."""
     settings = gw.settings
-    return SseResponse(
-        source,
-        send_timeout_s=settings.sse_send_timeout_s,
-        shutdown_grace_s=settings.sse_shutdown_grace_s,
-        # Runs once the response ended, however it ended.
-        background=BackgroundTask(closed),
+    sse = SseStream(run, shutdown_grace_s=settings.sse_shutdown_grace_s)
+    if opened.stored is not None:
+        return sse, message("done", encode(Done(run=run, result=opened.stored))), None
+    batches = stream_run(
+        gw.hub,
+        gw.history,
+        opened.org,
+        run,
+        after=opened.after,
+        idle_check_s=settings.sse_idle_check_s,
+        # Twice a ping interval: a ping is never much later than due.
+        tick_s=settings.sse_ping_s / 2,
+        on_cut=sse.too_slow,
+        on_idle=_TerminalCheck(gw, opened.org, run),
     )
+    return sse, opening(f"run {run}", settings.sse_retry_ms), batches
 
 
-def _live_source(gw: GatewayState, org: str, run: str, after: int) -> ChunkSource:
-    def source(cut: Callable[[], None]) -> AsyncGenerator[bytes]:
-        return _live_chunks(gw, org, run, after, cut)
+class _TerminalCheck:
+    """What a quiet stream does: ask whether its run closed without a terminal event.
 
-    return source
+    The first quiet spell already asks: a run that closed without one (timed out, terminated)
+    then ends its streams in seconds; later checks are spaced out.
+    """
 
+    __slots__ = ("_due", "_gw", "_org", "_run")
 
-async def _live_chunks(
-    gw: GatewayState, org: str, run: str, after: int, cut: Callable[[], None]
-) -> AsyncGenerator[bytes]:
-    """The stream's opening, then each batch of ready frames as one chunk, and keepalives."""
-    settings = gw.settings
-    loop = asyncio.get_running_loop()
-    # The first quiet spell already asks: a run that closed without a terminal event (timed
-    # out, terminated) then ends its streams in seconds, later checks are spaced out.
-    next_check = loop.time()
+    def __init__(self, gw: GatewayState, org: str, run: str) -> None:
+        self._gw = gw
+        self._org = org
+        self._run = run
+        self._due = asyncio.get_running_loop().time()
 
-    async def on_idle() -> None:
-        nonlocal next_check
-        if loop.time() >= next_check:
-            next_check = loop.time() + settings.sse_terminal_check_s
-            await publish_missing_terminal(gw.temporal, gw.nc, gw.history, gw.store, run)
-
-    def too_slow() -> None:
-        log.info("client of %s too slow, disconnected to resume", run)
-        cut()
-
-    yield opening(f"run {run}", settings.sse_retry_ms)
-    sent_at = loop.time()
-    try:
-        async for batch in stream_run(
-            gw.hub,
-            gw.history,
-            org,
-            run,
-            after=after,
-            idle_check_s=settings.sse_idle_check_s,
-            # Twice a ping interval: a ping is never much later than due.
-            tick_s=settings.sse_ping_s / 2,
-            on_cut=too_slow,
-            on_idle=on_idle,
-        ):
-            if batch:
-                # Frames were encoded once for every client: here they are only joined.
-                yield b"".join([frame.wire for frame in batch])
-            elif loop.time() - sent_at < settings.sse_ping_s:
-                continue
-            else:
-                yield PING
-            sent_at = loop.time()
-    except ClientTooSlow:
-        pass
+    async def __call__(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._due:
+            return
+        gw = self._gw
+        self._due = loop.time() + gw.settings.sse_terminal_check_s
+        # A lookup like the openings' (Temporal, then the stream): streams opened together fall
+        # quiet together.
+        async with _turns().lookups:
+            await publish_missing_terminal(
+                gw.temporal,
+                gw.nc,
+                gw.history,
+                gw.store,
+                self._run,
+                org=self._org,
+                start_grace_s=gw.settings.start_grace_s,
+            )
 
 
-def _stored_done(run: str, result: AgentResult) -> ChunkSource:
-    async def chunks() -> AsyncGenerator[bytes]:
-        yield message("done", encode(Done(run=run, result=result)))
+def _operation(summary: str, description: str, operation_id: str, run: dict[str, Any]) -> Any:
+    """The OpenAPI operation FastAPI published for these routes."""
+    optional = [{"type": "string"}, {"type": "null"}]
+    parameters = [
+        {**run, "required": True, "description": "Run ID (the Temporal workflow ID)"},
+        {
+            "name": "last_event_id",
+            "in": "query",
+            "required": False,
+            "schema": {
+                "anyOf": optional,
+                "description": "Resume after this event ID",
+                "title": "Last Event Id",
+            },
+            "description": "Resume after this event ID",
+        },
+        {
+            "name": "token",
+            "in": "query",
+            "required": False,
+            "schema": {
+                "anyOf": [{"type": "string", "maxLength": _TOKEN_MAX_CHARS}, {"type": "null"}],
+                "description": "Stream token from POST /api/messages",
+                "title": "Token",
+            },
+            "description": "Stream token from POST /api/messages",
+        },
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "required": False,
+            "schema": {"anyOf": optional, "title": "Last-Event-Id"},
+        },
+    ]
+    refusals = ("Bad Request", "Unauthorized", "Forbidden", "Not Found", "Too Many Requests")
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "Successful Response",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **{
+            str(status): {"description": text}
+            for status, text in zip((400, 401, 403, 404, 429), refusals, strict=True)
+        },
+        "422": {
+            "description": "Validation Error",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+            },
+        },
+    }
+    return {
+        "summary": summary,
+        "description": description,
+        "operationId": operation_id,
+        "parameters": parameters,
+        "responses": responses,
+    }
 
-    return lambda cut: chunks()
+
+def _run_parameter(name: str, where: str, title: str) -> dict[str, Any]:
+    schema = {
+        "type": "string",
+        "pattern": ID_PATTERN,
+        "description": "Run ID (the Temporal workflow ID)",
+        "title": title,
+    }
+    return {"name": name, "in": where, "schema": schema}
+
+
+ROUTES = [
+    RawRoute(
+        "GET",
+        "/api/stream/{run}",
+        r"/api/stream/(?P<run>[^/]+)",
+        _serve,
+        _operation(
+            "Stream By Path",
+            "Stream every event of ``run`` after ``Last-Event-ID`` (from the start without one).",
+            "stream_by_path_api_stream__run__get",
+            _run_parameter("run", "path", "Run"),
+        ),
+    ),
+    RawRoute(
+        "GET",
+        "/api/stream",
+        r"/api/stream",
+        _serve,
+        _operation(
+            "Stream By Query",
+            "The same stream, addressed as ``?workflow_id=``.",
+            "stream_by_query_api_stream_get",
+            _run_parameter("workflow_id", "query", "Workflow Id"),
+        ),
+    ),
+]
