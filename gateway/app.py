@@ -9,7 +9,6 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
-from temporalio.client import Client as TemporalClient
 
 from agentstream.asgi_close_unread import CloseUnreadBodyMiddleware
 from agentstream.http import error_response, install_error_handlers, json_response
@@ -18,7 +17,7 @@ from agentstream.metrics import Metrics, process_metrics
 from agentstream.nats_conn import connect_nats, ensure_runs_stream
 from agentstream.openapi_bodies import publish_body_schemas
 from agentstream.run_history import HistoryReader
-from agentstream.temporal_codec import data_converter
+from agentstream.runtime.temporal import connect_temporal
 from gateway.asgi_routes import OUTAGES, RawRoutes, operations
 from gateway.auth import Authenticator
 from gateway.front_routes import FrontRoutedApp
@@ -81,11 +80,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await ensure_runs_stream(
                 js, max_age_s=settings.runs_max_age_s, replicas=settings.runs_replicas
             )
-            temporal = await TemporalClient.connect(
-                settings.temporal_address,
-                namespace=settings.temporal_namespace,
-                data_converter=data_converter,
-            )
+            temporal = await connect_temporal(settings.temporal)
             pool = await open_pool(settings.database_url)
             store = MessageStore(pool)
             hub = LiveHub(nc, client_queue_size=settings.sse_client_queue, metrics=metrics)

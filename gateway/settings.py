@@ -52,14 +52,3 @@ class GatewaySettings(TrustedSettings, frozen=True, kw_only=True):
     # A run whose stream holds only the gateway's ``queued`` for this long, unknown to Temporal,
     # is ended ``failed`` (its gateway died before starting it); starts are given up at half.
     start_grace_s: float = DEFAULT_START_GRACE_S
-
-    # gateway/app.py reads these until it connects with connect_temporal(settings.temporal).
-    @property
-    def temporal_address(self) -> str:
-        """``TEMPORAL_ADDRESS`` (``temporal.address``)."""
-        return self.temporal.address
-
-    @property
-    def temporal_namespace(self) -> str:
-        """``TEMPORAL_NAMESPACE`` (``temporal.namespace``)."""
-        return self.temporal.namespace
