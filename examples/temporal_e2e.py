@@ -49,10 +49,10 @@ from agentstream.runtime.settings import (
     DEFAULT_TEMPORAL_ADDRESS,
     DEFAULT_TEMPORAL_NAMESPACE,
 )
+from agentstream.runtime.temporal import WORKFLOW_NAME, task_queue
 from agentstream.sse_client import SseMessage, follow_run
 
 SAMPLE_PROMPT = "Tampilkan top 5 provinsi dengan rata-rata modal awal koperasi tertinggi"
-WORKFLOW_TYPE = "ChatWorkflow"
 OVERALL_TIMEOUT_S = 120.0
 
 
@@ -163,12 +163,12 @@ async def stream_events(
 async def start_run(client: Client, args: argparse.Namespace) -> WorkflowHandle[Any, Any]:
     """Start ``ChatWorkflow`` on the org's task queue under a fresh workflow ID."""
     workflow_id = f"run_e2e_{uuid.uuid4().hex}"
-    task_queue = f"agent-{args.org}"
+    queue = task_queue(args.org)
     chat = {"prompt": args.prompt, "org": args.org, "callback_url": args.gateway}
     handle: WorkflowHandle[Any, Any] = await client.start_workflow(
-        WORKFLOW_TYPE, chat, id=workflow_id, task_queue=task_queue
+        WORKFLOW_NAME, chat, id=workflow_id, task_queue=queue
     )
-    print(f"started {WORKFLOW_TYPE} {workflow_id} on {task_queue} via {args.temporal}")
+    print(f"started {WORKFLOW_NAME} {workflow_id} on {queue} via {args.temporal}")
     print(f"streaming {args.gateway.rstrip('/')}/api/stream/{workflow_id}", flush=True)
     return handle
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from temporalio.client import Client
 
-from schemas import task_queue
+from agentstream.runtime.temporal import task_queue
 
 # Bounds the memory held whatever the number of orgs named (in open mode any org may be).
 _MAX_ORGS = 10_000

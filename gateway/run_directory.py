@@ -6,13 +6,13 @@ import time
 
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
 
 from agentstream.message_store import MessageStore
 from agentstream.run_history import HistoryReader
+from agentstream.runtime.temporal import WAITING_FOR_AGENT_SINCE, describe_run, org_of_task_queue
 from gateway.run_starter import RunStarter
 from gateway.unstarted import DEFAULT_START_GRACE_S, is_only_queued, queued_for_s
-from schemas import DEFAULT_ORG, WAITING_FOR_AGENT_SINCE, RunView, is_valid_id
+from schemas import RunView
 from schemas.messages import RunState
 
 _STATES: dict[WorkflowExecutionStatus, RunState] = {
@@ -24,12 +24,6 @@ _STATES: dict[WorkflowExecutionStatus, RunState] = {
     WorkflowExecutionStatus.TIMED_OUT: "timed_out",
     WorkflowExecutionStatus.CONTINUED_AS_NEW: "running",
 }
-
-
-def org_of_task_queue(task_queue: str) -> str:
-    """The org a run belongs to, from the task queue it was started on (``agent-<org>``)."""
-    org = task_queue.removeprefix("agent-")
-    return org if task_queue.startswith("agent-") and is_valid_id(org) else DEFAULT_ORG
 
 
 _ENDED: dict[str, RunState] = {"failed": "failed", "cancelled": "cancelled"}
@@ -78,11 +72,8 @@ class RunDirectory:
             # A run this replica answered for a moment ago: Temporal knows it once started.
             await self._starter.settled(run)
         stored = await self._store.get(run)
-        try:
-            description = await self._temporal.get_workflow_handle(run).describe()
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
+        description = await describe_run(self._temporal, run)
+        if description is None:
             if stored is None:
                 return await self._not_started(run)
             # Temporal forgot the run (retention), the database did not: it completed.

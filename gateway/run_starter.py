@@ -19,19 +19,19 @@ from nats.aio.client import Client as NATS
 from temporalio.client import Client as TemporalClient
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from agentstream.metrics import Metrics
 from agentstream.run_history import HistoryReader
+from agentstream.runtime.temporal import WORKFLOW_NAME, describe_run, task_queue
 from agentstream.terminal_publisher import publish_terminal
 from gateway.idempotency import REQUEST_FINGERPRINT_MEMO
 from gateway.open_runs import OpenRuns
 from gateway.unstarted import START_FAILED_REASON
-from schemas import ChatInput, Failed, task_queue
+from schemas import ChatInput, Failed
 
 log = logging.getLogger(__name__)
 
-WORKFLOW_NAME = "ChatWorkflow"
 _DESCRIBE_TIMEOUT_S = 5.0
 
 START_FAILURES = "run_start_failures"
@@ -157,14 +157,10 @@ class RunStarter:
         """Whether Temporal knows ``run`` after all: a start whose answer was lost may have
         started it."""
         try:
-            await asyncio.wait_for(
-                self._temporal.get_workflow_handle(run).describe(), _DESCRIBE_TIMEOUT_S
+            description = await asyncio.wait_for(
+                describe_run(self._temporal, run), _DESCRIBE_TIMEOUT_S
             )
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                log.warning("could not ask Temporal about %s: %r", run, exc)
-            return False
-        except (TimeoutError, ConnectionError) as exc:
+        except (RPCError, TimeoutError, ConnectionError) as exc:
             log.warning("could not ask Temporal about %s: %r", run, exc)
             return False
-        return True
+        return description is not None

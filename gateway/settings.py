@@ -7,8 +7,8 @@ A field's variable is its name in upper case (``SSE_PING_S``); the shared ones (
 from __future__ import annotations
 
 from agentstream.runtime.settings import TrustedSettings
+from agentstream.runtime.temporal import DEFAULT_RUN_TIMEOUT_S
 from gateway.unstarted import DEFAULT_START_GRACE_S
-from schemas import DEFAULT_RUN_TIMEOUT_S
 
 
 class GatewaySettings(TrustedSettings, frozen=True, kw_only=True):

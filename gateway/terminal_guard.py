@@ -16,12 +16,12 @@ import logging
 from nats.aio.client import Client as NATS
 from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from agentstream.message_store import MessageStore
 from agentstream.run_history import HistoryReader
+from agentstream.runtime.temporal import describe_run, org_of_task_queue
 from agentstream.terminal_publisher import publish_terminal
-from gateway.run_directory import org_of_task_queue
 from gateway.unstarted import (
     DEFAULT_START_GRACE_S,
     START_FAILED_REASON,
@@ -52,11 +52,11 @@ async def publish_missing_terminal(
     """If the run's workflow is closed, or was never started within ``start_grace_s``, publish
     its terminal event; True if it did end. ``org`` is the stream's (else its first event's)."""
     try:
-        description = await temporal.get_workflow_handle(run).describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return await _end_unstarted(nc, history, run, org, start_grace_s)
+        description = await describe_run(temporal, run)
+    except RPCError:
         return False
+    if description is None:
+        return await _end_unstarted(nc, history, run, org, start_grace_s)
     status = description.status
     if status is None or status == WorkflowExecutionStatus.RUNNING:
         return False

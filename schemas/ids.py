@@ -35,19 +35,6 @@ def require_id(kind: str, value: str) -> str:
     return value
 
 
-def task_queue(org: str) -> str:
-    """The Temporal task queue that serves ``org``'s runs."""
-    return f"agent-{require_id('org', org)}"
-
-
-def agent_call_queue(org: str) -> str:
-    """The activity task queue of ``org``'s agent calls, bounded by the agents' capacity.
-
-    ``.`` cannot occur in an org ID, so this name never equals another org's ``task_queue``.
-    """
-    return f"{task_queue(org)}.calls"
-
-
 def run_subject(org: str, run: str) -> str:
     """The JetStream subject producers publish a run's events to."""
     return f"runs.{require_id('org', org)}.{require_id('run', run)}"

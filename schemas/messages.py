@@ -11,12 +11,6 @@ from schemas.ids import DEFAULT_ORG
 
 SandboxBackend = Literal["local", "e2b"]
 
-# A run's overall deadline when it was started without an execution timeout (e.g. by the
-# ``temporal`` CLI); the gateway's RUN_TIMEOUT_S defaults to the same.
-DEFAULT_RUN_TIMEOUT_S = 1800.0
-# Workflow memo key: when (seconds since the epoch) the run began waiting for an agent.
-WAITING_FOR_AGENT_SINCE = "waiting_for_agent_since"
-
 
 class SandboxInfo(msgspec.Struct, kw_only=True, frozen=True):
     """Where a run's code sandbox lives; what the agent needs to reach it."""
@@ -87,32 +81,6 @@ class AgentRequest(msgspec.Struct, kw_only=True, frozen=True):
     callback_token: str = ""
     sandbox: SandboxInfo | None = None
     connection_id: str | None = None
-
-
-class CallAgentInput(msgspec.Struct, kw_only=True, frozen=True):
-    """Input of the ``call_agent`` activity."""
-
-    run: str
-    chat: ChatInput
-    sandbox: SandboxInfo
-
-
-class SaveMessageInput(msgspec.Struct, kw_only=True, frozen=True):
-    """Input of the ``save_message`` activity; ``run`` makes the write idempotent."""
-
-    run: str
-    chat: ChatInput
-    result: AgentResult
-
-
-class TerminalInput(msgspec.Struct, kw_only=True, frozen=True):
-    """Input of the ``publish_terminal`` activity."""
-
-    run: str
-    org: str = DEFAULT_ORG
-    outcome: Literal["done", "failed", "cancelled"]
-    result: AgentResult | None = None
-    reason: str = ""
 
 
 class PostMessage(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

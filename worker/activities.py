@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import httpx
 import msgspec
@@ -21,9 +22,9 @@ from agentstream.sandbox import SandboxBusy, SandboxProvider
 from agentstream.terminal_publisher import publish_terminal
 from agentstream.tokens import TokenClaims, mint_token
 from schemas import (
+    DEFAULT_ORG,
     AgentRequest,
     AgentResult,
-    CallAgentInput,
     Cancelled,
     CapacityRefusal,
     ChatInput,
@@ -32,10 +33,8 @@ from schemas import (
     Failed,
     Reset,
     SandboxInfo,
-    SaveMessageInput,
     Stage,
     Status,
-    TerminalInput,
     encode,
 )
 from worker.attempts import AttemptLedger, Busy, bounded_attempt
@@ -50,11 +49,36 @@ _AGENT_FAILURE_BUDGET = 3
 _DEFAULT_BUSY_RETRY_S = 2.0
 
 
+# The activities' inputs, in the order a run calls them.
 class CreateSandboxInput(msgspec.Struct, frozen=True, kw_only=True):
     """Input of ``create_sandbox``."""
 
     run: str
     org: str
+
+
+class PublishStatusInput(msgspec.Struct, frozen=True, kw_only=True):
+    """Input of ``publish_status``: a stage the workflow itself reached."""
+
+    run: str
+    org: str
+    stage: Stage
+
+
+class CallAgentInput(msgspec.Struct, frozen=True, kw_only=True):
+    """Input of ``call_agent``."""
+
+    run: str
+    chat: ChatInput
+    sandbox: SandboxInfo
+
+
+class SaveMessageInput(msgspec.Struct, frozen=True, kw_only=True):
+    """Input of ``save_message``; ``run`` makes the write idempotent."""
+
+    run: str
+    chat: ChatInput
+    result: AgentResult
 
 
 class DestroySandboxInput(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,12 +88,14 @@ class DestroySandboxInput(msgspec.Struct, frozen=True, kw_only=True):
     sandbox: SandboxInfo
 
 
-class PublishStatusInput(msgspec.Struct, frozen=True, kw_only=True):
-    """Input of ``publish_status``: a stage the workflow itself reached."""
+class TerminalInput(msgspec.Struct, frozen=True, kw_only=True):
+    """Input of ``publish_terminal``."""
 
     run: str
-    org: str
-    stage: Stage
+    org: str = DEFAULT_ORG
+    outcome: Literal["done", "failed", "cancelled"]
+    result: AgentResult | None = None
+    reason: str = ""
 
 
 def capacity_refusal(response: httpx.Response) -> Busy | None:

@@ -20,9 +20,9 @@ from temporalio.worker import Worker
 
 from agentstream.message_store import MessageStore, open_pool
 from agentstream.nats_conn import connect_nats
-from agentstream.runtime.temporal import connect_temporal
+from agentstream.runtime.temporal import agent_call_queue, connect_temporal, task_queue
 from agentstream.sandbox.backends import SandboxBackends
-from schemas import agent_call_queue, require_id, task_queue
+from schemas import require_id
 from worker.activities import RunActivities
 from worker.settings import WorkerSettings
 from worker.workflows import ChatWorkflow

@@ -17,26 +17,23 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from schemas import (
+    from agentstream.runtime.temporal import (
         DEFAULT_RUN_TIMEOUT_S,
         WAITING_FOR_AGENT_SINCE,
-        AgentResult,
-        CallAgentInput,
-        ChatInput,
-        SandboxInfo,
-        SaveMessageInput,
-        Stage,
-        TerminalInput,
+        WORKFLOW_NAME,
         agent_call_queue,
     )
+    from schemas import AgentResult, ChatInput, SandboxInfo, Stage
     from worker.activities import (
+        CallAgentInput,
         CreateSandboxInput,
         DestroySandboxInput,
         PublishStatusInput,
         RunActivities,
+        SaveMessageInput,
+        TerminalInput,
     )
 
-WORKFLOW_NAME = "ChatWorkflow"
 # ``ApplicationError.type`` of a run that ran out of time.
 RUN_DEADLINE_EXCEEDED = "RunDeadlineExceeded"
 

@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 from ulid import ULID
 
 from agentstream.event_publisher import publish_event
@@ -22,6 +21,7 @@ from agentstream.http import (
     read_body,
 )
 from agentstream.openapi_bodies import json_body
+from agentstream.runtime.temporal import describe_run
 from gateway.auth import require_org
 from gateway.idempotency import (
     IDEMPOTENCY_KEY_HEADER,
@@ -161,12 +161,9 @@ async def _replay(
     gw: GatewayState, org: str, body: PostMessage, run: str, fingerprint: str
 ) -> Response | None:
     """The answer for a keyed run that already exists, or None when Temporal does not know it."""
-    try:
-        description = await gw.temporal.get_workflow_handle(run).describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
+    description = await describe_run(gw.temporal, run)
+    if description is None:
+        return None
     if await description.memo_value(REQUEST_FINGERPRINT_MEMO, None, type_hint=str) != fingerprint:
         raise Conflict(f"this {IDEMPOTENCY_KEY_HEADER} was already used for another request")
     return _accepted(gw, org, run, body.conversation_id or run, replayed=True)

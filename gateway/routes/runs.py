@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from starlette.responses import Response
-from temporalio.service import RPCError, RPCStatusCode
 
 from agentstream.http import NotFound, json_response
+from agentstream.runtime.temporal import request_cancel
 from gateway.auth import Principal, require_org
 from gateway.params import RunIdPath
 from gateway.state import Caller, GatewayState, State
@@ -51,11 +51,7 @@ async def stream_token(run: RunIdPath, gw: State, principal: Caller) -> Response
 async def cancel_run(run: RunIdPath, gw: State, principal: Caller) -> Response:
     """Ask Temporal to cancel the run; the stream ends with ``cancelled`` once it is."""
     await _own_run(gw, principal, run)
-    try:
-        await gw.temporal.get_workflow_handle(run).cancel()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise NotFound(f"unknown run {run}") from None
-        raise
+    if not await request_cancel(gw.temporal, run):
+        raise NotFound(f"unknown run {run}")
     view = await gw.directory.find(run)
     return json_response(view or RunView(workflow_id=run, status="running"), 202)

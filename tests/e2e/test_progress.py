@@ -7,21 +7,18 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
+from agentstream.runtime.temporal import describe_run
 from agentstream.stack import LocalStack
 from agentstream.temporal_codec import data_converter
 from tests.e2e.runs import read_whole_run, start_run
 
 
 async def _heartbeat_details(client: Client, run: str) -> dict[str, Any] | None:
-    try:
-        description = await client.get_workflow_handle(run).describe()
-    except RPCError as exc:
+    description = await describe_run(client, run)
+    if description is None:
         # The workflow start follows the 202: a first look may come before it.
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
+        return None
     for pending in description.raw_description.pending_activities:
         if pending.activity_type.name == "call_agent" and pending.heartbeat_details.payloads:
             (details,) = await data_converter.decode(pending.heartbeat_details.payloads)

@@ -28,25 +28,26 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from agentstream.stack import binary_path
-from agentstream.temporal_codec import data_converter
-from schemas import (
+from agentstream.runtime.temporal import (
     WAITING_FOR_AGENT_SINCE,
-    AgentResult,
-    CallAgentInput,
-    ChatInput,
-    SandboxInfo,
-    SaveMessageInput,
-    Stage,
-    TerminalInput,
+    WORKFLOW_NAME,
     agent_call_queue,
+    describe_run,
+    org_of_task_queue,
+    request_cancel,
     task_queue,
 )
+from agentstream.stack import binary_path
+from agentstream.temporal_codec import data_converter
+from schemas import AgentResult, ChatInput, SandboxInfo, Stage
 from worker.activities import (
+    CallAgentInput,
     CreateSandboxInput,
     DestroySandboxInput,
     PublishStatusInput,
     RunActivities,
+    SaveMessageInput,
+    TerminalInput,
 )
 from worker.workflows import RUN_DEADLINE_EXCEEDED, ChatWorkflow
 
@@ -470,6 +471,27 @@ async def test_cancelled_while_waiting_for_an_agent_ends_cancelled_without_calli
 
     assert acts.names() == ENDED_WAITING
     assert acts.params_of("destroy_sandbox").sandbox == run.sandbox
+    assert run.terminal() == run.cancelled_terminal()
+
+
+async def test_a_run_is_described_and_cancelled_by_its_id_an_unknown_one_is_none(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    client = temporal_env.client
+    unknown = f"run_{uuid.uuid4().hex}"
+    assert await describe_run(client, unknown) is None
+    assert await request_cancel(client, unknown) is False
+
+    acts = StandIns()
+    async with run_workflow(temporal_env, acts, agent_worker=False) as run:
+        await run.until_scheduled("call_agent")
+        description = await describe_run(client, run.id)
+        assert description is not None
+        assert description.workflow_type == WORKFLOW_NAME
+        assert org_of_task_queue(description.task_queue) == run.chat.org
+        assert await request_cancel(client, run.id) is True
+        assert isinstance(await run.failure(), CancelledError)
+
     assert run.terminal() == run.cancelled_terminal()
 
 

@@ -72,13 +72,6 @@ KNOWN: Counter[Violation] = Counter(
         ("subject or header", "schemas/ids.py", "runs."): 1,
         ("subject or header", "schemas/ids.py", "runs.*."): 1,
         ("subject or header", "worker/progress.py", "live."): 1,
-        # Rule 3; C7 gathers these into the Temporal module.
-        ("temporal name", "examples/temporal_e2e.py", "ChatWorkflow"): 1,
-        ("temporal name", "examples/temporal_e2e.py", "agent-"): 1,
-        ("temporal name", "gateway/run_directory.py", "agent-"): 2,
-        ("temporal name", "gateway/run_starter.py", "ChatWorkflow"): 1,
-        ("temporal name", "schemas/ids.py", "agent-"): 1,
-        ("temporal name", "worker/workflows.py", "ChatWorkflow"): 1,
     }
 )
 

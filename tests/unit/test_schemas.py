@@ -36,7 +36,6 @@ from schemas import (
     require_id,
     run_subject,
     run_subject_any_org,
-    task_queue,
 )
 
 _COMMON: dict[str, Any] = {
@@ -264,7 +263,6 @@ def test_subject_helpers() -> None:
     assert run_subject("acme", "run_1") == "runs.acme.run_1"
     assert run_subject_any_org("run_1") == "runs.*.run_1"
     assert live_subject("acme", "run_1") == "live.acme.run_1"
-    assert task_queue("acme") == "agent-acme"
 
 
 @pytest.mark.parametrize(
@@ -275,7 +273,6 @@ def test_subject_helpers() -> None:
         (lambda: run_subject_any_org("*"), "run"),
         (lambda: live_subject("acme", ">"), "run"),
         (lambda: live_subject("*", "run_1"), "org"),
-        (lambda: task_queue("a b"), "org"),
     ],
 )
 def test_subject_helpers_reject_subject_tokens(call: Any, kind: str) -> None:

@@ -9,16 +9,8 @@ import pytest
 from temporalio.api.common.v1 import Payload
 
 from agentstream.temporal_codec import data_converter
-from schemas import (
-    AgentResult,
-    CallAgentInput,
-    ChatInput,
-    SandboxInfo,
-    SqlQuery,
-    TerminalInput,
-    ToolCall,
-    Usage,
-)
+from schemas import AgentResult, ChatInput, SandboxInfo, SqlQuery, ToolCall, Usage
+from worker.activities import CallAgentInput, TerminalInput
 
 converter = data_converter.payload_converter
 
