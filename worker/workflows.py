@@ -8,9 +8,9 @@ Temporal (their stream says ``waiting_for_agent``) while every other stage of ev
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -126,13 +126,42 @@ class ChatWorkflow:
             return _failed(run, chat, str(exc.cause or exc)), exc
         return _cancelled(run, chat), asyncio.CancelledError()
 
-    async def _within_deadline(self, stages: Awaitable[T]) -> T:
-        """``stages``' result, or :class:`RunDeadlineExceeded` once the deadline passed."""
+    async def _within_deadline(self, stages: Coroutine[Any, Any, T]) -> T:
+        """``stages``' result, or :class:`RunDeadlineExceeded` once the deadline passed.
+
+        Once the run is cancelled or out of time, the stages are cancelled and awaited to their
+        end. A cancelled run stays cancelled even if they answer meanwhile (unless they had
+        answered before the cancellation arrived); at the deadline, an answer that arrives while
+        they stop is the run's answer. That is what ``asyncio.wait_for`` did on Python 3.11.
+        From 3.12 it awaits the stages in the workflow's own task, where a cancellation only
+        reaches the activity, so a late answer would win after a cancellation too, and a history
+        could replay differently on another interpreter. A workflow timer raced against the
+        stages, both tasks, behaves the same on every interpreter.
+        """
         left = (self._deadline - workflow.now()).total_seconds()
+        # Started before the stages and cancelled after them, as ``asyncio.wait_for`` did: the
+        # commands are the same, so runs begun by earlier workers replay.
+        timer = asyncio.create_task(workflow.sleep(left)) if left > 0 else None
+        task = asyncio.create_task(stages)
         try:
-            return await asyncio.wait_for(stages, timeout=max(left, 0.0))
-        except TimeoutError:
-            raise RunDeadlineExceeded() from None
+            if timer is not None:
+                try:
+                    await workflow.wait([task, timer], return_when=asyncio.FIRST_COMPLETED)
+                except asyncio.CancelledError:
+                    if task.done():
+                        return task.result()
+                    await _stopped(task)
+                    raise
+            if task.done():
+                return task.result()
+            await _stopped(task)
+            try:
+                return task.result()
+            except asyncio.CancelledError:
+                raise RunDeadlineExceeded() from None
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _still_wanted(self) -> None:
         """Raise if the run was cancelled or ran out of time during an activity that finished.
@@ -201,6 +230,12 @@ class ChatWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=_PUBLISH,
         )
+
+
+async def _stopped(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended; what it ended with stays in it."""
+    task.cancel()
+    await workflow.wait([task])
 
 
 async def _to_completion(step: Awaitable[T]) -> T:

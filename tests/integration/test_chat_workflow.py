@@ -540,6 +540,22 @@ async def test_cancelled_while_saving_the_answer_still_ends_done(
     )
 
 
+async def test_an_answer_arriving_as_the_deadline_stops_the_agent_is_kept_and_the_run_ends_done(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    acts = StandIns(call_agent=Act.HOLD)
+    async with run_workflow(temporal_env, acts, execution_timeout=SHORT_RUN) as run:
+        # The deadline asked the agent to stop; the agent never heard and answers.
+        await run.until_in_history(EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED)
+        acts.release.set()
+        assert await run.result() == ANSWER
+
+    assert acts.names() == ALL_STAGES
+    assert run.terminal() == TerminalInput(
+        run=run.id, org=run.chat.org, outcome="done", result=ANSWER
+    )
+
+
 # Where a run is stuck when its deadline passes, and the activities it has called by its end.
 STUCK = {
     "create_sandbox": ENDED_CREATING,
