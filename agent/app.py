@@ -19,8 +19,8 @@ from agent.rate_limits import provider_rate_limit
 from agent.runner import AgentRunner
 from agent.settings import AgentSettings
 from agent.sql_database import AnalysisDatabases, UnknownConnection
-from agentstream.asgi_close_unread import CloseUnreadBodyMiddleware
-from agentstream.http import (
+from agentstream.runtime.asgi_close_unread import CloseUnreadBodyMiddleware
+from agentstream.runtime.http import (
     BadGateway,
     BadRequest,
     Conflict,
@@ -31,8 +31,8 @@ from agentstream.http import (
     json_response,
     read_body,
 )
-from agentstream.openapi_bodies import json_body, publish_body_schemas
-from agentstream.sandbox.backends import SandboxBackends
+from agentstream.runtime.openapi_bodies import json_body, publish_body_schemas
+from agentstream.runtime.sandbox.backends import SandboxBackends
 from schemas import ID_PATTERN, AgentRequest, CapacityRefusal, require_id
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import openai
 
-from agentstream.http import parse_retry_after
+from agentstream.runtime.http import parse_retry_after
 
 # When the provider does not say how long to wait.
 DEFAULT_RETRY_AFTER_S = 5.0

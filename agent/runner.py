@@ -17,7 +17,7 @@ from agent.settings import AgentSettings
 from agent.sql_database import AnalysisDatabases, ReadOnlyDatabase
 from agent.sql_tools import sql_tools
 from agent.tools import ToolRecorder, sandbox_tools
-from agentstream.sandbox import SandboxProvider
+from agentstream.runtime.sandbox import SandboxProvider
 from schemas import AgentRequest, AgentResult, SqlQuery, Stage, Status, Usage
 
 log = logging.getLogger(__name__)

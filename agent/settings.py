@@ -20,7 +20,8 @@ from agentstream.runtime.settings import (
 )
 
 # The developer stack's demo dataset, reached as its read-only role on the local PostgreSQL.
-# Written out because a service must not import the developer stack (agentstream.demo_dataset);
+# Written out because a service must not import the developer stack
+# (agentstream.devstack.demo_dataset);
 # tests/unit/test_settings.py keeps the two equal.
 DEFAULT_CONNECTION = "demo"
 DEFAULT_DATABASES = {DEFAULT_CONNECTION: "postgresql://agentstream_reader@127.0.0.1:5432/postgres"}

@@ -1,7 +1,7 @@
 """Read-only access to an analysis database, for the agent's SQL tools.
 
 Three independent locks, so no single mistake lets a query write: the connection's role can only
-read (see ``agentstream.demo_dataset``), every query runs in a READ ONLY transaction with a
+read (see ``agentstream.devstack.demo_dataset``), every query runs in a READ ONLY transaction with a
 statement timeout, and it goes through a prepared statement, which admits one statement only.
 
 Output is bounded twice: in rows, and in bytes before the rows reach the agent (values are cut

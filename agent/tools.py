@@ -13,7 +13,7 @@ from langchain_core.tools import BaseTool, InjectedToolCallId, StructuredTool
 
 from agent.chunk_sink import ChunkSink
 from agent.sql_database import SqlRefused
-from agentstream.sandbox import Sandbox, SandboxError
+from agentstream.runtime.sandbox import Sandbox, SandboxError
 from schemas import ToolCall, ToolEnd, ToolStart
 
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
+from agentstream.runtime.serve import configure_logging
 from agentstream.runtime.settings import DEFAULT_GATEWAY_URL, ConfigError
-from agentstream.serve import configure_logging
 
 _Settings = TypeVar("_Settings")
 
@@ -39,7 +39,7 @@ def _configured(command: str, read: Callable[[], _Settings]) -> _Settings:
 
 
 def _stack_config(args: argparse.Namespace) -> object:
-    from agentstream.stack import StackConfig
+    from agentstream.devstack.stack import StackConfig
 
     return StackConfig(
         state_dir=Path(args.state_dir),
@@ -50,7 +50,7 @@ def _stack_config(args: argparse.Namespace) -> object:
 
 
 def _print_stack(stack: object) -> None:
-    from agentstream.stack import LocalStack
+    from agentstream.devstack.stack import LocalStack
 
     assert isinstance(stack, LocalStack)
     print("agentstream local stack is up", flush=True)
@@ -61,7 +61,7 @@ def _print_stack(stack: object) -> None:
     print(f"  temporal     {stack.temporal_address}", end="")
     print(f"   (UI http://127.0.0.1:{stack.temporal_ui_port})" if stack.config.temporal_ui else "")
     assert stack.database is not None
-    from agentstream.postgres import redact_dsn
+    from agentstream.devstack.postgres import redact_dsn
 
     print(f"  postgres     {redact_dsn(stack.database.dsn)}   ({stack.database.source})")
     print(f"  logs         {stack.log_dir}")
@@ -71,7 +71,7 @@ def _print_stack(stack: object) -> None:
 
 
 async def _up(args: argparse.Namespace) -> int:
-    from agentstream.stack import LocalStack
+    from agentstream.devstack.stack import LocalStack
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -87,8 +87,8 @@ async def _up(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from agentstream.chat_client import chat
-    from agentstream.stack import LocalStack
+    from agentstream.devstack.chat_client import chat
+    from agentstream.devstack.stack import LocalStack
 
     stack = LocalStack(_stack_config(args))  # type: ignore[arg-type]
     async with stack.running():
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         help="or AGENTSTREAM_API_KEY",
     )
 
-    from agentstream.loadtest.options import add_arguments as loadtest_arguments
+    from agentstream.devstack.loadtest.options import add_arguments as loadtest_arguments
 
     loadtest = sub.add_parser(
         "loadtest",
@@ -155,11 +155,11 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "demo":
         _exit(asyncio.run(_demo(args)))
     elif args.command == "chat":
-        from agentstream.chat_client import chat
+        from agentstream.devstack.chat_client import chat
 
         _exit(asyncio.run(chat(args.prompt, args.gateway, org=args.org, api_key=args.api_key)))
     elif args.command == "loadtest":
-        from agentstream.loadtest.command import run as run_loadtest
+        from agentstream.devstack.loadtest.command import run as run_loadtest
 
         _exit(run_loadtest(args))
     elif args.command == "gateway":
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
 
         # Settings first: a refusal comes before the heavy imports.
         gateway_settings = _configured("gateway", GatewaySettings.from_env)
-        from agentstream.serve import serve
+        from agentstream.runtime.serve import serve
         from gateway.app import create_app
 
         serve(create_app(gateway_settings), host=args.host, port=args.port)
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
 
         agent_settings = _configured("agent", AgentSettings.from_env)
         from agent.app import create_app as create_agent_app
-        from agentstream.serve import serve
+        from agentstream.runtime.serve import serve
 
         serve(create_agent_app(agent_settings), host=args.host, port=args.port)
     elif args.command == "worker":

@@ -25,9 +25,9 @@ import httpx
 import nats
 import psutil
 
-from agentstream.event_publisher import EVENT_TYPE_HEADER
-from agentstream.stack import LocalStack, StackConfig
-from agentstream.tokens import TokenClaims, mint_token
+from agentstream.devstack.stack import LocalStack, StackConfig
+from agentstream.runtime.event_publisher import EVENT_TYPE_HEADER
+from agentstream.runtime.tokens import TokenClaims, mint_token
 
 _STATE = Path(tempfile.gettempdir()) / f"agentstream-probe-{os.getpid()}"
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import msgspec
 import psutil
 
-from agentstream.loadtest.http1 import HttpError, Origin
+from agentstream.devstack.loadtest.http1 import HttpError, Origin
 from benchmarks.sse_protocol import SseProtocol
 
 # ~100 bytes per event as posted (the figure the issue's table is for).
@@ -68,7 +68,7 @@ class Target:
         """The producer's headers for ``run`` (a callback token where the bridge wants one)."""
         if self.secret is None:
             return {}
-        from agentstream.tokens import TokenClaims, mint_token
+        from agentstream.runtime.tokens import TokenClaims, mint_token
 
         claims = TokenClaims(
             kind="callback", run=run, org="default", attempt=1, exp=int(time.time()) + 3_600

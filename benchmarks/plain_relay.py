@@ -3,7 +3,7 @@
 ``POST /api/stream/{run}/chunk`` publishes the raw body to core NATS (a JSON array: one publish
 per element); ``GET /api/stream/{run}`` gives each SSE client its own NATS subscription. No
 durability, no replay, no auth, no ordering or exactly-once guarantee beyond what core NATS
-gives one connection. Served by ``agentstream.serve.serve``, so it runs under exactly the
+gives one connection. Served by ``agentstream.runtime.serve.serve``, so it runs under exactly the
 gateway's uvicorn settings (event loop, HTTP parser).
 """
 
@@ -20,7 +20,7 @@ from nats.aio.client import Client as NatsClient
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
-from agentstream.serve import serve
+from agentstream.runtime.serve import serve
 
 _ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 

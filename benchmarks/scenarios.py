@@ -17,8 +17,8 @@ from itertools import count
 import httpx
 import psutil
 
-from agentstream.loadtest.http1 import Origin, request
-from agentstream.loadtest.sse import FrameParser
+from agentstream.devstack.loadtest.http1 import Origin, request
+from agentstream.devstack.loadtest.sse import FrameParser
 from benchmarks.generator import (
     CpuMeter,
     ProcessCpu,

@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentstream.processes import ServiceProcess, free_port
-from agentstream.stack import LocalStack, StackConfig
+from agentstream.devstack.processes import ServiceProcess, free_port
+from agentstream.devstack.stack import LocalStack, StackConfig
 from benchmarks.generator import Target
 
 _READY_TIMEOUT_S = 60.0

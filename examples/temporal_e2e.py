@@ -44,13 +44,13 @@ from typing import Any
 import httpx
 from temporalio.client import Client, WorkflowHandle
 
+from agentstream.devstack.sse_client import SseMessage, follow_run
 from agentstream.runtime.settings import (
     DEFAULT_GATEWAY_URL,
     DEFAULT_TEMPORAL_ADDRESS,
     DEFAULT_TEMPORAL_NAMESPACE,
 )
 from agentstream.runtime.temporal import WORKFLOW_NAME, task_queue
-from agentstream.sse_client import SseMessage, follow_run
 
 SAMPLE_PROMPT = "Tampilkan top 5 provinsi dengan rata-rata modal awal koperasi tertinggi"
 OVERALL_TIMEOUT_S = 120.0

@@ -10,13 +10,13 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from agentstream.asgi_close_unread import CloseUnreadBodyMiddleware
-from agentstream.http import error_response, install_error_handlers, json_response
-from agentstream.message_store import MessageStore, open_pool
-from agentstream.metrics import Metrics, process_metrics
-from agentstream.nats_conn import connect_nats, ensure_runs_stream
-from agentstream.openapi_bodies import publish_body_schemas
-from agentstream.run_history import HistoryReader
+from agentstream.runtime.asgi_close_unread import CloseUnreadBodyMiddleware
+from agentstream.runtime.http import error_response, install_error_handlers, json_response
+from agentstream.runtime.message_store import MessageStore, open_pool
+from agentstream.runtime.metrics import Metrics, process_metrics
+from agentstream.runtime.nats_conn import connect_nats, ensure_runs_stream
+from agentstream.runtime.openapi_bodies import publish_body_schemas
+from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.temporal import connect_temporal
 from gateway.asgi_routes import OUTAGES, RawRoutes, operations
 from gateway.auth import Authenticator

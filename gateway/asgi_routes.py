@@ -4,7 +4,7 @@ A callback-bridge post is a few microseconds of the gateway's own work; FastAPI'
 dependency solving and request/response wrappers cost several times that per request (py-spy,
 ``make bench`` ingest). Routes registered here are matched on method and path before any of it
 and handed the raw ASGI call; every other request goes through FastAPI unchanged. Their errors
-keep the one JSON error shape (``agentstream.http``), and FastAPI's OpenAPI document still
+keep the one JSON error shape (``agentstream.runtime.http``), and FastAPI's OpenAPI document still
 describes them (``operations``).
 """
 
@@ -20,9 +20,9 @@ import nats.errors
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.service import RPCError
 
-from agentstream.http import BadRequest, PayloadTooLarge, ServiceError, Unavailable
-from agentstream.metrics import LIMIT_HITS, LIMIT_HITS_HELP
-from agentstream.run_history import HistoryUnavailable
+from agentstream.runtime.http import BadRequest, PayloadTooLarge, ServiceError, Unavailable
+from agentstream.runtime.metrics import LIMIT_HITS, LIMIT_HITS_HELP
+from agentstream.runtime.run_history import HistoryUnavailable
 from schemas import ErrorBody, encode
 
 # A dependency that is down or restarting: a 503 the caller may retry, not a 500.

@@ -17,7 +17,7 @@ import jwt
 import msgspec
 from fastapi import Request
 
-from agentstream.http import Forbidden, Unauthorized, Unavailable
+from agentstream.runtime.http import Forbidden, Unauthorized, Unavailable
 from gateway.settings import GatewaySettings
 from schemas import is_valid_id
 

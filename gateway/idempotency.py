@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from agentstream.http import BadRequest
+from agentstream.runtime.http import BadRequest
 from schemas import PostMessage, encode
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"

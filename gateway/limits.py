@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable
 
-from agentstream.http import TooManyRequests
+from agentstream.runtime.http import TooManyRequests
 
 # Bounds the memory the limiters hold whatever the number of distinct keys seen.
 _MAX_KEYS = 10_000

@@ -17,7 +17,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from agentstream.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics
+from agentstream.runtime.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics
 from gateway.sse_frames import Frame, live_frames
 from schemas import live_subject
 

@@ -7,8 +7,8 @@ import time
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 
-from agentstream.message_store import MessageStore
-from agentstream.run_history import HistoryReader
+from agentstream.runtime.message_store import MessageStore
+from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.temporal import WAITING_FOR_AGENT_SINCE, describe_run, org_of_task_queue
 from gateway.run_starter import RunStarter
 from gateway.unstarted import DEFAULT_START_GRACE_S, is_only_queued, queued_for_s

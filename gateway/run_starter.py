@@ -21,10 +21,10 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from agentstream.metrics import Metrics
-from agentstream.run_history import HistoryReader
+from agentstream.runtime.metrics import Metrics
+from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.temporal import WORKFLOW_NAME, describe_run, task_queue
-from agentstream.terminal_publisher import publish_terminal
+from agentstream.runtime.terminal_publisher import publish_terminal
 from gateway.idempotency import REQUEST_FINGERPRINT_MEMO
 from gateway.open_runs import OpenRuns
 from gateway.unstarted import START_FAILED_REASON

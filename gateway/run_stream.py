@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from agentstream.run_history import HistoryReader
+from agentstream.runtime.run_history import HistoryReader
 from gateway.live_hub import OVERFLOW, LiveHub, do_nothing
 from gateway.sse_frames import Frame, frame_of
 from schemas import message_seq

@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 from starlette.types import Message, Receive, Send
 
-from agentstream.serve import call_on_stop_signal
+from agentstream.runtime.serve import call_on_stop_signal
 from gateway.run_stream import ClientTooSlow
 from gateway.sse_frames import PING, Frame
 

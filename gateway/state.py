@@ -10,9 +10,9 @@ from nats.aio.client import Client as NATS
 from nats.js.client import JetStreamContext
 from temporalio.client import Client as TemporalClient
 
-from agentstream.message_store import MessageStore
-from agentstream.metrics import Metrics
-from agentstream.run_history import HistoryReader
+from agentstream.runtime.message_store import MessageStore
+from agentstream.runtime.metrics import Metrics
+from agentstream.runtime.run_history import HistoryReader
 from gateway.auth import Authenticator, Principal
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from agentstream.http import Forbidden, Unauthorized
-from agentstream.tokens import TokenClaims, TokenError, mint_token, verify_token
+from agentstream.runtime.http import Forbidden, Unauthorized
+from agentstream.runtime.tokens import TokenClaims, TokenError, mint_token, verify_token
 from gateway.state import GatewayState
 
 

@@ -18,10 +18,10 @@ from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from agentstream.message_store import MessageStore
-from agentstream.run_history import HistoryReader
+from agentstream.runtime.message_store import MessageStore
+from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.temporal import describe_run, org_of_task_queue
-from agentstream.terminal_publisher import publish_terminal
+from agentstream.runtime.terminal_publisher import publish_terminal
 from gateway.unstarted import (
     DEFAULT_START_GRACE_S,
     START_FAILED_REASON,

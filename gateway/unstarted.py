@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from agentstream.run_history import HistoryReader, LastEvent
+from agentstream.runtime.run_history import HistoryReader, LastEvent
 from schemas import Status, decode_event
 
 # Producer names of the ``queued`` event of a run started after its answer, and of a keyed run.

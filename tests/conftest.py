@@ -11,8 +11,8 @@ import asyncpg
 import httpx
 import pytest
 
-from agentstream.postgres import local_database
-from agentstream.stack import LocalStack, StackConfig
+from agentstream.devstack.postgres import local_database
+from agentstream.devstack.stack import LocalStack, StackConfig
 
 
 @pytest.fixture(scope="session")

@@ -14,13 +14,13 @@ from nats.aio.client import Client as NATS
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from agentstream.event_publisher import publish_event
-from agentstream.http import parse_retry_after
-from agentstream.message_store import MessageStore
-from agentstream.run_history import HistoryReader
-from agentstream.sandbox import SandboxBusy, SandboxProvider
-from agentstream.terminal_publisher import publish_terminal
-from agentstream.tokens import TokenClaims, mint_token
+from agentstream.runtime.event_publisher import publish_event
+from agentstream.runtime.http import parse_retry_after
+from agentstream.runtime.message_store import MessageStore
+from agentstream.runtime.run_history import HistoryReader
+from agentstream.runtime.sandbox import SandboxBusy, SandboxProvider
+from agentstream.runtime.terminal_publisher import publish_terminal
+from agentstream.runtime.tokens import TokenClaims, mint_token
 from schemas import (
     DEFAULT_ORG,
     AgentRequest,

@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 from temporalio.worker import Worker
 
-from agentstream.message_store import MessageStore, open_pool
-from agentstream.nats_conn import connect_nats
+from agentstream.runtime.message_store import MessageStore, open_pool
+from agentstream.runtime.nats_conn import connect_nats
+from agentstream.runtime.sandbox.backends import SandboxBackends
 from agentstream.runtime.temporal import agent_call_queue, connect_temporal, task_queue
-from agentstream.sandbox.backends import SandboxBackends
 from schemas import require_id
 from worker.activities import RunActivities
 from worker.settings import WorkerSettings

@@ -11,7 +11,7 @@ from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.service import RPCError, RPCStatusCode
 
 from agentstream.runtime.settings import TemporalSettings
-from agentstream.temporal_codec import data_converter
+from agentstream.runtime.temporal_codec import data_converter
 from schemas import DEFAULT_ORG, is_valid_id, require_id
 
 WORKFLOW_NAME = "ChatWorkflow"

@@ -13,9 +13,9 @@ from typing import Any
 import msgspec
 from starlette.types import Receive, Scope, Send
 
-from agentstream.http import BadRequest, PayloadTooLarge, Unauthorized, decode_body_with
-from agentstream.openapi_bodies import json_body
-from agentstream.tokens import TokenClaims, TokenError, verify_token
+from agentstream.runtime.http import BadRequest, PayloadTooLarge, Unauthorized, decode_body_with
+from agentstream.runtime.openapi_bodies import json_body
+from agentstream.runtime.tokens import TokenClaims, TokenError, verify_token
 from gateway.asgi_routes import RawRoute, read_body, send_error, send_json
 from gateway.run_appender import AgentEvent
 from gateway.state import GatewayState

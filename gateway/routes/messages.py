@@ -10,8 +10,8 @@ from starlette.responses import Response
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from ulid import ULID
 
-from agentstream.event_publisher import publish_event
-from agentstream.http import (
+from agentstream.runtime.event_publisher import publish_event
+from agentstream.runtime.http import (
     BadRequest,
     Conflict,
     TooManyRequests,
@@ -20,7 +20,7 @@ from agentstream.http import (
     json_response,
     read_body,
 )
-from agentstream.openapi_bodies import json_body
+from agentstream.runtime.openapi_bodies import json_body
 from agentstream.runtime.temporal import describe_run
 from gateway.auth import require_org
 from gateway.idempotency import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from agentstream.http import NotFound, json_response
+from agentstream.runtime.http import NotFound, json_response
 from agentstream.runtime.temporal import request_cancel
 from gateway.auth import Principal, require_org
 from gateway.params import RunIdPath

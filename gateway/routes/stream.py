@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from agentstream.http import BadRequest, NotFound, Unauthorized
+from agentstream.runtime.http import BadRequest, NotFound, Unauthorized
 from gateway.asgi_routes import RawRoute, send_error
 from gateway.auth import require_org
 from gateway.run_stream import stream_run

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from agentstream.sse_client import SseMessage, read_stream
+from agentstream.devstack.sse_client import SseMessage, read_stream
 from tests.proof import expected_proof
 
 RUN_TIMEOUT_S = 90.0

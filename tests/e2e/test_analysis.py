@@ -13,8 +13,8 @@ from langchain_core.messages import ToolMessage
 from agent.sql_database import AnalysisDatabases
 from agent.sql_tools import sql_tools
 from agent.tools import ToolRecorder
-from agentstream.demo_dataset import reader_dsn
-from agentstream.stack import LocalStack
+from agentstream.devstack.demo_dataset import reader_dsn
+from agentstream.devstack.stack import LocalStack
 from schemas import BaseEvent, SqlQuery, ToolEnd
 from tests.e2e.runs import assert_complete, read_whole_run, start_run
 

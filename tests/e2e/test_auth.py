@@ -13,12 +13,12 @@ import nats
 import pytest
 from temporalio.client import Client
 
-from agentstream.processes import free_port
-from agentstream.run_history import HistoryReader
-from agentstream.sse_client import SseMessage, read_stream
-from agentstream.stack import LocalStack
-from agentstream.temporal_codec import data_converter
-from agentstream.tokens import TokenClaims, mint_token
+from agentstream.devstack.processes import free_port
+from agentstream.devstack.sse_client import SseMessage, read_stream
+from agentstream.devstack.stack import LocalStack
+from agentstream.runtime.run_history import HistoryReader
+from agentstream.runtime.temporal_codec import data_converter
+from agentstream.runtime.tokens import TokenClaims, mint_token
 from gateway.auth import hash_api_key
 
 KEY_ACME = "acme-key-0123456789abcdef"

@@ -7,8 +7,8 @@ import time
 import httpx
 import pytest
 
-from agentstream.stack import LocalStack
-from agentstream.tokens import TokenClaims, mint_token
+from agentstream.devstack.stack import LocalStack
+from agentstream.runtime.tokens import TokenClaims, mint_token
 from tests.e2e.runs import read_whole_run, start_run
 
 

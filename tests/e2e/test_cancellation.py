@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 from temporalio.client import Client as TemporalClient
 
-from agentstream.stack import LocalStack
+from agentstream.devstack.stack import LocalStack
 from tests.e2e.runs import assert_complete, start_run
 from tests.faults.streams import Client
 

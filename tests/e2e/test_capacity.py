@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 from temporalio.client import Client as TemporalClient
 
-from agentstream.processes import free_port
-from agentstream.sse_client import SseMessage
-from agentstream.stack import LocalStack
-from agentstream.temporal_codec import data_converter
+from agentstream.devstack.processes import free_port
+from agentstream.devstack.sse_client import SseMessage
+from agentstream.devstack.stack import LocalStack
+from agentstream.runtime.temporal_codec import data_converter
 from tests.e2e.runs import assert_complete, read_whole_run, start_run
 from tests.fakes.openai_server import FakeOpenAIServer, run_openai_server
 

@@ -6,8 +6,8 @@ import asyncio
 import re
 import sys
 
-from agentstream.processes import free_port
-from agentstream.stack import LocalStack
+from agentstream.devstack.processes import free_port
+from agentstream.devstack.stack import LocalStack
 from gateway.auth import hash_api_key
 
 

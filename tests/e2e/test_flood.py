@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from agentstream.sse_client import SseMessage
-from agentstream.stack import LocalStack
-from agentstream.tokens import TokenClaims, mint_token
+from agentstream.devstack.sse_client import SseMessage
+from agentstream.devstack.stack import LocalStack
+from agentstream.runtime.tokens import TokenClaims, mint_token
 from tests.e2e.runs import assert_complete, read_whole_run, start_run
 
 FLOOD_REQUESTS = 10_000

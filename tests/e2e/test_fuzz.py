@@ -47,11 +47,11 @@ from schemathesis.core.failures import FailureGroup
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from agentstream.nats_conn import STREAM_NAME
-from agentstream.run_history import HistoryReader
-from agentstream.stack import LocalStack
-from agentstream.temporal_codec import data_converter
-from agentstream.tokens import TokenClaims, mint_token
+from agentstream.devstack.stack import LocalStack
+from agentstream.runtime.nats_conn import STREAM_NAME
+from agentstream.runtime.run_history import HistoryReader
+from agentstream.runtime.temporal_codec import data_converter
+from agentstream.runtime.tokens import TokenClaims, mint_token
 from schemas import AgentRequest, is_valid_id, run_subject
 
 POSITIVE = GenerationMode.POSITIVE

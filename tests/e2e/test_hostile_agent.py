@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agentstream.sandbox.confinement import Limits, probe_isolation
-from agentstream.stack import LocalStack
+from agentstream.devstack.stack import LocalStack
+from agentstream.runtime.sandbox.confinement import Limits, probe_isolation
 from tests.e2e.runs import assert_complete, read_whole_run, start_run
 from tests.fakes.openai_server import FakeOpenAIServer, run_openai_server
 

@@ -14,8 +14,8 @@ import contextlib
 import httpx
 from temporalio.client import Client
 
-from agentstream.stack import LocalStack
-from agentstream.temporal_codec import data_converter
+from agentstream.devstack.stack import LocalStack
+from agentstream.runtime.temporal_codec import data_converter
 from tests.e2e.runs import start_run
 
 ROUNDS = 7

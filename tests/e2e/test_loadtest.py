@@ -8,13 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-from agentstream.loadtest.http1 import Origin
-from agentstream.loadtest.load import LoadConfig, run_load
-from agentstream.loadtest.proof import Verdict
-from agentstream.loadtest.report import Summary, summarize
-from agentstream.loadtest.runs import RunPlan
-from agentstream.loadtest.usage import ProcessUsage
-from agentstream.stack import LocalStack
+from agentstream.devstack.loadtest.http1 import Origin
+from agentstream.devstack.loadtest.load import LoadConfig, run_load
+from agentstream.devstack.loadtest.proof import Verdict
+from agentstream.devstack.loadtest.report import Summary, summarize
+from agentstream.devstack.loadtest.runs import RunPlan
+from agentstream.devstack.loadtest.usage import ProcessUsage
+from agentstream.devstack.stack import LocalStack
 
 RUNS = 20
 READERS = 2

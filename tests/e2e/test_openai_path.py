@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import httpx
 
-from agentstream.stack import LocalStack
+from agentstream.devstack.stack import LocalStack
 from tests.e2e.runs import assert_complete, read_whole_run, start_run
 from tests.fakes.openai_server import (
     ANSWER_PREFIX,

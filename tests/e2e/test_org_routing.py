@@ -9,10 +9,10 @@ import socket
 import httpx
 from temporalio.client import Client as TemporalClient
 
-from agentstream.processes import ServiceProcess
-from agentstream.sse_client import SseMessage, read_stream
-from agentstream.stack import LocalStack
-from agentstream.temporal_codec import data_converter
+from agentstream.devstack.processes import ServiceProcess
+from agentstream.devstack.sse_client import SseMessage, read_stream
+from agentstream.devstack.stack import LocalStack
+from agentstream.runtime.temporal_codec import data_converter
 from tests.e2e.runs import RUN_TIMEOUT_S, assert_complete
 
 SAMPLE_PROMPT = "Tampilkan top 5 provinsi dengan rata-rata modal awal koperasi tertinggi"

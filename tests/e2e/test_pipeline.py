@@ -6,8 +6,8 @@ import asyncpg
 import httpx
 import nats
 
-from agentstream.event_publisher import publish_event
-from agentstream.stack import LocalStack
+from agentstream.devstack.stack import LocalStack
+from agentstream.runtime.event_publisher import publish_event
 from schemas import Token
 from tests.e2e.runs import assert_complete, read_whole_run, start_run
 

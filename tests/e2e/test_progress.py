@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
+from agentstream.devstack.stack import LocalStack
 from agentstream.runtime.temporal import describe_run
-from agentstream.stack import LocalStack
-from agentstream.temporal_codec import data_converter
+from agentstream.runtime.temporal_codec import data_converter
 from tests.e2e.runs import read_whole_run, start_run
 
 

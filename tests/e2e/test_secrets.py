@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.demo_dataset import reader_dsn
-from agentstream.processes import free_port
+from agentstream.devstack.demo_dataset import reader_dsn
+from agentstream.devstack.processes import free_port
+from agentstream.devstack.stack import LocalStack
 from agentstream.runtime.settings import DEV_CALLBACK_SECRET
-from agentstream.stack import LocalStack
 
 
 def _environ_of(pid: int) -> dict[str, str]:

@@ -18,12 +18,12 @@ from nats.aio.client import Client as NATS
 from temporalio.client import Client as TemporalClient
 from ulid import ULID
 
-from agentstream.event_publisher import publish_event
-from agentstream.message_store import MessageStore, open_pool
-from agentstream.processes import free_port
-from agentstream.run_history import HistoryReader
-from agentstream.stack import LocalStack
-from agentstream.temporal_codec import data_converter
+from agentstream.devstack.processes import free_port
+from agentstream.devstack.stack import LocalStack
+from agentstream.runtime.event_publisher import publish_event
+from agentstream.runtime.message_store import MessageStore, open_pool
+from agentstream.runtime.run_history import HistoryReader
+from agentstream.runtime.temporal_codec import data_converter
 from gateway.terminal_guard import publish_missing_terminal
 from gateway.unstarted import KEYED_QUEUED_PRODUCER, QUEUED_PRODUCER, START_FAILED_REASON
 from schemas import DEFAULT_ORG, Stage, Status

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from agentstream.stack import LocalStack, binary_path
+from agentstream.devstack.stack import LocalStack, binary_path
 from tests.e2e.runs import RUN_TIMEOUT_S, assert_complete, read_whole_run
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.stack import LocalStack, StackConfig
+from agentstream.devstack.stack import LocalStack, StackConfig
 
 CLIENT_QUEUE = 64
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 
-from agentstream.sse_client import SseMessage, read_stream
+from agentstream.devstack.sse_client import SseMessage, read_stream
 
 TIMEOUT_S = 120.0
 

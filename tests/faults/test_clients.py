@@ -10,11 +10,11 @@ import httpx
 import nats
 import psutil
 
-from agentstream.run_history import HistoryReader
-from agentstream.sse_client import SseMessage
-from agentstream.stack import LocalStack
-from agentstream.terminal_publisher import publish_terminal
-from agentstream.tokens import TokenClaims, mint_token
+from agentstream.devstack.sse_client import SseMessage
+from agentstream.devstack.stack import LocalStack
+from agentstream.runtime.run_history import HistoryReader
+from agentstream.runtime.terminal_publisher import publish_terminal
+from agentstream.runtime.tokens import TokenClaims, mint_token
 from schemas import AgentResult, Done
 from tests.e2e.runs import assert_complete, start_run
 from tests.faults.conftest import CLIENT_QUEUE

@@ -6,7 +6,7 @@ import asyncpg
 import httpx
 import pytest
 
-from agentstream.stack import LocalStack
+from agentstream.devstack.stack import LocalStack
 from tests.e2e.runs import assert_complete, start_run
 from tests.fakes.dropping_proxy import DroppingProxy
 from tests.faults.streams import Client

@@ -7,8 +7,8 @@ import random
 
 import httpx
 
-from agentstream.sse_client import SseMessage
-from agentstream.stack import LocalStack
+from agentstream.devstack.sse_client import SseMessage
+from agentstream.devstack.stack import LocalStack
 from tests.e2e.runs import assert_complete, start_run
 from tests.faults.streams import Client, keys
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.processes import ServiceProcess, free_port
-from agentstream.stack import binary_path
+from agentstream.devstack.processes import ServiceProcess, free_port
+from agentstream.devstack.stack import binary_path
 
 
 @pytest.fixture(scope="module")

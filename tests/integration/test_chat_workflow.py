@@ -28,6 +28,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from agentstream.devstack.stack import binary_path
 from agentstream.runtime.temporal import (
     WAITING_FOR_AGENT_SINCE,
     WORKFLOW_NAME,
@@ -37,8 +38,7 @@ from agentstream.runtime.temporal import (
     request_cancel,
     task_queue,
 )
-from agentstream.stack import binary_path
-from agentstream.temporal_codec import data_converter
+from agentstream.runtime.temporal_codec import data_converter
 from schemas import AgentResult, ChatInput, SandboxInfo, Stage
 from worker.activities import (
     CallAgentInput,

@@ -15,13 +15,13 @@ import pytest
 from nats.aio.client import Client as NATS
 
 import gateway.run_appender
-from agentstream.conditional_append import AlreadyStored, LastSequenceMoved, append
-from agentstream.event_publisher import publish_event
-from agentstream.http import Conflict
-from agentstream.nats_conn import ensure_runs_stream
-from agentstream.run_history import HistoryReader, LastEvent
-from agentstream.stored_event import StoredEvent
-from agentstream.terminal_publisher import publish_terminal
+from agentstream.runtime.conditional_append import AlreadyStored, LastSequenceMoved, append
+from agentstream.runtime.event_publisher import publish_event
+from agentstream.runtime.http import Conflict
+from agentstream.runtime.nats_conn import ensure_runs_stream
+from agentstream.runtime.run_history import HistoryReader, LastEvent
+from agentstream.runtime.stored_event import StoredEvent
+from agentstream.runtime.terminal_publisher import publish_terminal
 from gateway.run_appender import AgentEvent, RunAppender
 from schemas import (
     AgentResult,

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from agentstream.stack import binary_path
+from agentstream.devstack.stack import binary_path
 
 CHECK = Path(__file__).parents[2] / "deploy" / "nats" / "check_permissions.py"
 

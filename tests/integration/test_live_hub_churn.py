@@ -17,10 +17,10 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.subscription import Subscription
 
-from agentstream.event_publisher import publish_event
-from agentstream.nats_conn import ensure_runs_stream
-from agentstream.processes import ServiceProcess, free_port
-from agentstream.stack import binary_path
+from agentstream.devstack.processes import ServiceProcess, free_port
+from agentstream.devstack.stack import binary_path
+from agentstream.runtime.event_publisher import publish_event
+from agentstream.runtime.nats_conn import ensure_runs_stream
 from gateway.live_hub import LiveHub, Watcher, _RunChannel
 from schemas import Token
 

@@ -15,8 +15,8 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from agentstream.event_publisher import publish_event
-from agentstream.nats_conn import ensure_runs_stream
+from agentstream.runtime.event_publisher import publish_event
+from agentstream.runtime.nats_conn import ensure_runs_stream
 from gateway.live_hub import LiveHub, Watcher
 from gateway.sse_frames import Frame
 from schemas import Token

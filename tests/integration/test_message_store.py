@@ -1,4 +1,5 @@
-"""agentstream.migrations and agentstream.message_store on a throwaway PostgreSQL database."""
+"""agentstream.runtime.migrations and agentstream.runtime.message_store on a throwaway
+PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import asyncpg
 import msgspec
 import pytest
 
-from agentstream.message_store import MessageStore, StoredMessage, open_pool
-from agentstream.migrations import MIGRATIONS, migrate
+from agentstream.runtime.message_store import MessageStore, StoredMessage, open_pool
+from agentstream.runtime.migrations import MIGRATIONS, migrate
 from schemas import AgentResult, ChatInput, SandboxInfo, SqlQuery, ToolCall, Usage
 from tests.conftest import database_dsn
 

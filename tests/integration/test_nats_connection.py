@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agentstream.nats_conn import connect_nats
-from agentstream.processes import ServiceProcess, free_port
+from agentstream.devstack.processes import ServiceProcess, free_port
+from agentstream.devstack.stack import binary_path
+from agentstream.runtime.nats_conn import connect_nats
 from agentstream.runtime.settings import NatsSettings
-from agentstream.stack import binary_path
 
 
 def _certificate(

@@ -1,4 +1,4 @@
-"""How the local stack finds or starts its PostgreSQL (agentstream.postgres)."""
+"""How the local stack finds or starts its PostgreSQL (agentstream.devstack.postgres)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import asyncpg
 import psutil
 import pytest
 
-from agentstream.postgres import (
+from agentstream.devstack.postgres import (
     SYSTEM_URL,
     PostgresUnavailable,
     database_answers,
@@ -88,7 +88,7 @@ async def test_embedded_server_left_by_a_killed_stack_is_stopped_next_time(tmp_p
     unreachable = f"postgresql://postgres@127.0.0.1:{_closed_port()}/postgres"
     script = (
         "import asyncio, pathlib, sys\n"
-        "from agentstream.postgres import local_database\n"
+        "from agentstream.devstack.postgres import local_database\n"
         "async def main():\n"
         f"    async with local_database(pathlib.Path(sys.argv[1]), None, {unreachable!r}):\n"
         "        print('up', flush=True)\n"

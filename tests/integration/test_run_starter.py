@@ -17,13 +17,13 @@ from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowExecutionStatus
 from ulid import ULID
 
-from agentstream.event_publisher import publish_event
-from agentstream.metrics import Metrics
-from agentstream.nats_conn import ensure_runs_stream
-from agentstream.processes import ServiceProcess, free_port
-from agentstream.run_history import HistoryReader
-from agentstream.stack import binary_path
-from agentstream.temporal_codec import data_converter
+from agentstream.devstack.processes import ServiceProcess, free_port
+from agentstream.devstack.stack import binary_path
+from agentstream.runtime.event_publisher import publish_event
+from agentstream.runtime.metrics import Metrics
+from agentstream.runtime.nats_conn import ensure_runs_stream
+from agentstream.runtime.run_history import HistoryReader
+from agentstream.runtime.temporal_codec import data_converter
 from gateway.open_runs import OpenRuns
 from gateway.run_starter import START_FAILURES, RunStarter
 from gateway.unstarted import QUEUED_PRODUCER, START_FAILED_REASON

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.sandbox import LocalSandboxProvider, SandboxError
-from agentstream.sandbox.confinement import pids_of
-from agentstream.sandbox.local import LocalSandbox
+from agentstream.runtime.sandbox import LocalSandboxProvider, SandboxError
+from agentstream.runtime.sandbox.confinement import pids_of
+from agentstream.runtime.sandbox.local import LocalSandbox
 from schemas import SandboxInfo
 
 PROJECT = Path(__file__).resolve().parents[2]

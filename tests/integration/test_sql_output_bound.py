@@ -19,7 +19,7 @@ from langchain_core.messages import ToolMessage
 from agent.sql_database import AnalysisDatabases, QueryResult, ReadOnlyDatabase, SqlRefused
 from agent.sql_tools import sql_tools
 from agent.tools import ToolRecorder
-from agentstream.demo_dataset import ensure_demo_dataset, reader_dsn
+from agentstream.devstack.demo_dataset import ensure_demo_dataset, reader_dsn
 from schemas import BaseEvent, SqlQuery
 from tests.conftest import database_dsn
 

@@ -26,9 +26,7 @@ NATS_CONTRACT = "agentstream.runtime.nats_contract"
 TEMPORAL_REFS = "agentstream.runtime.temporal"
 SETTINGS = "agentstream.runtime.settings"
 
-# Until issue 10 moves them into devstack/, the developer stack's modules keep their old names.
-_DEV_STACK_TODAY = "stack|processes|postgres|demo_dataset|chat_client|sse_client|loadtest"
-DEV_STACK = re.compile(rf"agentstream\.(devstack|{_DEV_STACK_TODAY})(\.|$)")
+DEV_STACK = re.compile(r"agentstream\.devstack(\.|$)")
 ENTRY_POINT = re.compile(r"agentstream\.(cli|__main__)$")
 DEV_TOOLS = re.compile(r"(examples|benchmarks)(\.|$)")
 # The sandbox hands its children a PATH and finds its temporary directory itself (it moves
@@ -49,20 +47,20 @@ KNOWN: Counter[Violation] = Counter(
         # Rule 2; C8 gathers these into the NATS contract.
         (
             "subject or header",
-            "agentstream/conditional_append.py",
+            "agentstream/runtime/conditional_append.py",
             "Nats-Expected-Last-Subject-Sequence",
         ): 1,
-        ("subject or header", "agentstream/event_envelope.py", "Agentstream-Events"): 1,
-        ("subject or header", "agentstream/event_publisher.py", "Agentstream-Attempt"): 1,
-        ("subject or header", "agentstream/event_publisher.py", "Agentstream-Type"): 1,
-        ("subject or header", "agentstream/event_publisher.py", "Nats-Msg-Id"): 1,
-        ("subject or header", "agentstream/nats_conn.py", "live.>"): 1,
-        ("subject or header", "agentstream/nats_conn.py", "runs.>"): 2,
-        ("subject or header", "agentstream/run_history.py", "$JS.API.DIRECT.GET."): 1,
-        ("subject or header", "agentstream/run_history.py", "Nats-Msg-Id"): 2,
-        ("subject or header", "agentstream/run_history.py", "Nats-Num-Pending"): 1,
-        ("subject or header", "agentstream/run_history.py", "Nats-Sequence"): 3,
-        ("subject or header", "agentstream/run_history.py", "Nats-Subject"): 2,
+        ("subject or header", "agentstream/runtime/event_envelope.py", "Agentstream-Events"): 1,
+        ("subject or header", "agentstream/runtime/event_publisher.py", "Agentstream-Attempt"): 1,
+        ("subject or header", "agentstream/runtime/event_publisher.py", "Agentstream-Type"): 1,
+        ("subject or header", "agentstream/runtime/event_publisher.py", "Nats-Msg-Id"): 1,
+        ("subject or header", "agentstream/runtime/nats_conn.py", "live.>"): 1,
+        ("subject or header", "agentstream/runtime/nats_conn.py", "runs.>"): 2,
+        ("subject or header", "agentstream/runtime/run_history.py", "$JS.API.DIRECT.GET."): 1,
+        ("subject or header", "agentstream/runtime/run_history.py", "Nats-Msg-Id"): 2,
+        ("subject or header", "agentstream/runtime/run_history.py", "Nats-Num-Pending"): 1,
+        ("subject or header", "agentstream/runtime/run_history.py", "Nats-Sequence"): 3,
+        ("subject or header", "agentstream/runtime/run_history.py", "Nats-Subject"): 2,
         ("subject or header", "benchmarks/fanout_probe.py", "Nats-Msg-Id"): 1,
         ("subject or header", "benchmarks/fanout_probe.py", "runs.default."): 1,
         ("subject or header", "gateway/run_appender.py", "Nats-Msg-Id"): 1,
@@ -235,7 +233,12 @@ def test_every_known_violation_remains() -> None:
 @pytest.mark.parametrize(
     ("rule", "path", "text", "expected"),
     [
-        ("dev-stack import", "gateway/app.py", "import agentstream.stack", ["agentstream.stack"]),
+        (
+            "dev-stack import",
+            "gateway/app.py",
+            "import agentstream.devstack.stack",
+            ["agentstream.devstack.stack"],
+        ),
         (
             "dev-stack import",
             "agent/settings.py",
@@ -252,7 +255,12 @@ def test_every_known_violation_remains() -> None:
         ("dev-stack import", "agentstream/runtime/http.py", "from . import tokens", []),
         ("dev-stack import", "agentstream/devstack/stack.py", "import agentstream.devstack", []),
         ("dev-stack import", "agentstream/cli.py", "from agentstream.devstack import stack", []),
-        ("dev-stack import", "benchmarks/systems.py", "from agentstream.stack import x", []),
+        (
+            "dev-stack import",
+            "benchmarks/systems.py",
+            "from agentstream.devstack.stack import x",
+            [],
+        ),
         (
             "subject or header",
             "worker/progress.py",
@@ -289,7 +297,7 @@ def test_every_known_violation_remains() -> None:
         ),
         ("environment read", "worker/main.py", "from os import environ, sep", ["os.environ"]),
         ("environment read", "agentstream/runtime/settings.py", "os.environ.get('X')", []),
-        ("environment read", "agentstream/sandbox/local.py", "os.environ['PATH']", []),
+        ("environment read", "agentstream/runtime/sandbox/local.py", "os.environ['PATH']", []),
         ("environment read", "agentstream/runtime/sandbox/enter.py", "os.getenv('TMPDIR')", []),
         ("environment read", "examples/temporal_e2e.py", "os.environ.get('X')", []),
     ],

@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from agentstream.chat_client import RunPrinter, check_completeness
-from agentstream.sse_client import SseMessage
+from agentstream.devstack.chat_client import RunPrinter, check_completeness
+from agentstream.devstack.sse_client import SseMessage
 from schemas import AgentResult, CompletenessTally, Done, Token, encode
 
 RUN = "run_chat_check"

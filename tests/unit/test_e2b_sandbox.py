@@ -1,4 +1,4 @@
-"""agentstream.sandbox.e2b, tested at the SDK boundary.
+"""agentstream.runtime.sandbox.e2b, tested at the SDK boundary.
 
 ``FakeE2B`` stands in for ``e2b.AsyncSandbox``: the same method names and signatures (checked
 against the real SDK below), an in-memory filesystem, a scripted command runner that raises the
@@ -25,8 +25,8 @@ from e2b.sandbox_async.commands.command import Commands
 from e2b.sandbox_async.commands.command_handle import AsyncCommandHandle
 from e2b.sandbox_async.filesystem.filesystem import Filesystem
 
-from agentstream.sandbox.base import CommandResult, SandboxBusy, SandboxError
-from agentstream.sandbox.e2b import DEFAULT_WORKSPACE, E2BSandbox, E2BSandboxProvider
+from agentstream.runtime.sandbox.base import CommandResult, SandboxBusy, SandboxError
+from agentstream.runtime.sandbox.e2b import DEFAULT_WORKSPACE, E2BSandbox, E2BSandboxProvider
 from schemas import InvalidIdError, SandboxInfo
 
 API_KEY = "e2b_0123456789abcdef_secret"

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from starlette.requests import Request
 
-from agentstream.http import Forbidden, Unauthorized
+from agentstream.runtime.http import Forbidden, Unauthorized
 from gateway.auth import Authenticator, Principal, hash_api_key, parse_api_keys, require_org
 from gateway.settings import GatewaySettings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentstream.http import TooManyRequests
+from agentstream.runtime.http import TooManyRequests
 from gateway.limits import RateLimiter, StreamSlots
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from agentstream.loadtest.http1 import Origin
-from agentstream.loadtest.load import LoadConfig, run_load
-from agentstream.loadtest.proof import Verdict
-from agentstream.loadtest.report import Summary, summarize
-from agentstream.loadtest.runs import RunPlan
-from agentstream.loadtest.usage import MetricsUsage
+from agentstream.devstack.loadtest.http1 import Origin
+from agentstream.devstack.loadtest.load import LoadConfig, run_load
+from agentstream.devstack.loadtest.proof import Verdict
+from agentstream.devstack.loadtest.report import Summary, summarize
+from agentstream.devstack.loadtest.runs import RunPlan
+from agentstream.devstack.loadtest.usage import MetricsUsage
 from tests.fakes.scripted_gateway import (
     EVENTS_PER_RUN,
     FAULTY_EVENT,

@@ -1,10 +1,10 @@
-"""agentstream.loadtest.http1: chunked bodies decoded from blocks split anywhere."""
+"""agentstream.devstack.loadtest.http1: chunked bodies decoded from blocks split anywhere."""
 
 from __future__ import annotations
 
 import pytest
 
-from agentstream.loadtest.http1 import Dechunker
+from agentstream.devstack.loadtest.http1 import Dechunker
 
 PAYLOADS = [b"id: 1\r\ndata: a\r\n\r\n", b"x" * 300, b"\r\n", b"last"]
 BODY = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in PAYLOADS) + b"0\r\n\r\n"

@@ -1,4 +1,4 @@
-"""agentstream.loadtest: its own completeness check and its SSE frame parser."""
+"""agentstream.devstack.loadtest: its own completeness check and its SSE frame parser."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from agentstream.loadtest.proof import Claim, ProofCheck, Verdict, claim_of
-from agentstream.loadtest.sse import FrameParser, MalformedStream
+from agentstream.devstack.loadtest.proof import Claim, ProofCheck, Verdict, claim_of
+from agentstream.devstack.loadtest.sse import FrameParser, MalformedStream
 from schemas.completeness import CompletenessTally
 
 # (seq, data) of a run's events before its terminal one; seqs need not be contiguous (the

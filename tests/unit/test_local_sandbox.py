@@ -1,4 +1,4 @@
-"""agentstream.sandbox.local: workspace lifecycle, path confinement, command limits."""
+"""agentstream.runtime.sandbox.local: workspace lifecycle, path confinement, command limits."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.sandbox.base import SandboxError
-from agentstream.sandbox.confinement import Isolation, Limits, probe_isolation
-from agentstream.sandbox.local import TEMP_DIR, LocalSandbox, LocalSandboxProvider
+from agentstream.runtime.sandbox.base import SandboxError
+from agentstream.runtime.sandbox.confinement import Isolation, Limits, probe_isolation
+from agentstream.runtime.sandbox.local import TEMP_DIR, LocalSandbox, LocalSandboxProvider
 from schemas import InvalidIdError, SandboxInfo
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -413,7 +413,7 @@ async def _no_mount_view(*, isolate_network: bool, limits: Limits) -> Isolation 
 async def test_commands_are_refused_where_no_mount_view_can_be_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("agentstream.sandbox.local.probe_isolation", _no_mount_view)
+    monkeypatch.setattr("agentstream.runtime.sandbox.local.probe_isolation", _no_mount_view)
     provider = LocalSandboxProvider(tmp_path / "root")
     box = await provider.connect(await provider.create("run_refused"))
     for _ in range(2):  # the refusal stands; the machine is not probed again
@@ -436,7 +436,7 @@ def traversable_root() -> Iterator[Path]:
 async def test_unconfined_commands_run_only_when_allowed(
     traversable_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("agentstream.sandbox.local.probe_isolation", _no_mount_view)
+    monkeypatch.setattr("agentstream.runtime.sandbox.local.probe_isolation", _no_mount_view)
     provider = LocalSandboxProvider(traversable_root, allow_unconfined=True)
     box = await provider.connect(await provider.create("run_unconfined"))
     result = await box.run_command("echo hello; pwd", timeout_s=10)

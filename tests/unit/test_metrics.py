@@ -1,11 +1,11 @@
-"""agentstream.metrics: counters and gauges in Prometheus' text exposition format."""
+"""agentstream.runtime.metrics: counters and gauges in Prometheus' text exposition format."""
 
 from __future__ import annotations
 
 import psutil
 
-from agentstream.loadtest.usage import parse_process_metrics
-from agentstream.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics, process_metrics
+from agentstream.devstack.loadtest.usage import parse_process_metrics
+from agentstream.runtime.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics, process_metrics
 
 
 def test_empty_metrics_render_as_a_lone_newline() -> None:

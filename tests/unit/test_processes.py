@@ -1,4 +1,4 @@
-"""agentstream.processes: the local stack's output pump, and its services' lifetime."""
+"""agentstream.devstack.processes: the local stack's output pump, and its services' lifetime."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from agentstream.processes import ServiceProcess
+from agentstream.devstack.processes import ServiceProcess
 
 LONG_LINE_BYTES = 200 * 1024
 
@@ -44,7 +44,7 @@ async def test_output_pump_survives_a_line_over_64_kib(tmp_path: Path) -> None:
 _PARENT = """
 import asyncio, sys
 from pathlib import Path
-from agentstream.processes import ServiceProcess
+from agentstream.devstack.processes import ServiceProcess
 
 async def main() -> None:
     service = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(120)"]

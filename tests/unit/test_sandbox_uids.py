@@ -1,4 +1,4 @@
-"""agentstream.sandbox.uids: per-run uids unique among live sandboxes, across processes."""
+"""agentstream.runtime.sandbox.uids: per-run uids unique among live sandboxes, across processes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.sandbox.base import SandboxError
-from agentstream.sandbox.uids import UID_BASE, UID_SPAN, UidClaims
+from agentstream.runtime.sandbox.base import SandboxError
+from agentstream.runtime.sandbox.uids import UID_BASE, UID_SPAN, UidClaims
 
 # crc32(run) % UID_SPAN is the same for both: the uid the sandbox used to derive from the run ID.
 COLLIDING = ("run_uid_125", "run_uid_495")
@@ -68,7 +68,7 @@ def test_the_table_is_root_only(tmp_path: Path) -> None:
 _CLAIMER = """
 import sys
 from pathlib import Path
-from agentstream.sandbox.uids import UidClaims
+from agentstream.runtime.sandbox.uids import UidClaims
 root, prefix, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 claims = UidClaims(root, span=int(sys.argv[4]))
 for i in range(count):

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from agent.settings import AgentSettings
-from agentstream.demo_dataset import DEMO_CONNECTION, reader_dsn
+from agentstream.devstack.demo_dataset import DEMO_CONNECTION, reader_dsn
 from agentstream.runtime.settings import (
     DEFAULT_DATABASE_URL,
     DEV_CALLBACK_SECRET,

@@ -1,4 +1,4 @@
-"""agentstream.sse_client.parse_sse, fed lines the way httpx's aiter_lines yields them."""
+"""agentstream.devstack.sse_client.parse_sse, fed lines the way httpx's aiter_lines yields them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterable
 import httpx
 import pytest
 
-from agentstream.sse_client import SseMessage, parse_sse
+from agentstream.devstack.sse_client import SseMessage, parse_sse
 
 
 async def _lines(lines: Iterable[str]) -> AsyncIterator[str]:

@@ -1,4 +1,4 @@
-"""agentstream.temporal_codec: msgspec Structs through Temporal's payload converter."""
+"""agentstream.runtime.temporal_codec: msgspec Structs through Temporal's payload converter."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import msgspec
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from agentstream.temporal_codec import data_converter
+from agentstream.runtime.temporal_codec import data_converter
 from schemas import AgentResult, ChatInput, SandboxInfo, SqlQuery, ToolCall, Usage
 from worker.activities import CallAgentInput, TerminalInput
 

@@ -1,4 +1,4 @@
-"""agentstream.tokens: signed, run-scoped bearer tokens."""
+"""agentstream.runtime.tokens: signed, run-scoped bearer tokens."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import msgspec
 import pytest
 
-from agentstream.tokens import TokenClaims, TokenError, mint_token, verify_token
+from agentstream.runtime.tokens import TokenClaims, TokenError, mint_token, verify_token
 
 SECRET = "s3cret-for-tests"
 EXP = 2_000_000_000
@@ -73,7 +73,7 @@ def test_token_of_another_kind_is_rejected() -> None:
 
 def test_validly_signed_garbage_payload_is_malformed() -> None:
     # Signed with the right secret, but the payload is not claims: still TokenError, no crash.
-    from agentstream.tokens import _sign
+    from agentstream.runtime.tokens import _sign
 
     for payload in [_b64(b"not json"), _b64(b'{"kind": "callback"}'), "!!!", ""]:
         token = f"v1.{payload}.{_sign(SECRET, payload)}"

@@ -17,7 +17,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from agentstream.temporal_codec import data_converter
+from agentstream.runtime.temporal_codec import data_converter
 from worker.workflows import ChatWorkflow
 
 HISTORIES = {

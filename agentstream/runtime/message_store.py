@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from agentstream.migrations import migrate
+from agentstream.runtime.migrations import migrate
 from schemas import AgentResult, ChatInput, encode
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import asyncpg
 from temporalio.client import Client as TemporalClient
 
-from agentstream.demo_dataset import DEMO_CONNECTION, ensure_demo_dataset, reader_dsn
-from agentstream.postgres import LocalDatabase, local_database
-from agentstream.processes import ServiceProcess, free_port, port_or_free
+from agentstream.devstack.demo_dataset import DEMO_CONNECTION, ensure_demo_dataset, reader_dsn
+from agentstream.devstack.postgres import LocalDatabase, local_database
+from agentstream.devstack.processes import ServiceProcess, free_port, port_or_free
 from agentstream.runtime.settings import LOCAL_STACK_ENV
 
 _READY_TIMEOUT_S = 60.0

@@ -11,12 +11,18 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from agentstream.loadtest.http1 import HttpError, Origin, request
-from agentstream.loadtest.load import Kill, LoadConfig, LoadResult, run_load
-from agentstream.loadtest.options import check, settings_of, stack_env
-from agentstream.loadtest.report import Report, print_summary, read_report, summarize, write_report
-from agentstream.loadtest.runs import RunPlan
-from agentstream.loadtest.usage import MetricsUsage, ProcessUsage, Usage
+from agentstream.devstack.loadtest.http1 import HttpError, Origin, request
+from agentstream.devstack.loadtest.load import Kill, LoadConfig, LoadResult, run_load
+from agentstream.devstack.loadtest.options import check, settings_of, stack_env
+from agentstream.devstack.loadtest.report import (
+    Report,
+    print_summary,
+    read_report,
+    summarize,
+    write_report,
+)
+from agentstream.devstack.loadtest.runs import RunPlan
+from agentstream.devstack.loadtest.usage import MetricsUsage, ProcessUsage, Usage
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
@@ -42,7 +48,7 @@ async def _target(args: argparse.Namespace) -> AsyncIterator[tuple[list[str], Us
         origins = [Origin.parse(url) for url in args.gateway]
         yield args.gateway, MetricsUsage(origins), None
         return
-    from agentstream.stack import LocalStack, StackConfig
+    from agentstream.devstack.stack import LocalStack, StackConfig
 
     state = Path(tempfile.mkdtemp(prefix="agentstream-loadtest-"))
     stack = LocalStack(

@@ -1,13 +1,13 @@
 """How a local sandbox command is confined: namespaces, a private mount view, limits, identity.
 
-A command starts through :mod:`agentstream.sandbox.enter`, a small program that confines its
+A command starts through :mod:`agentstream.runtime.sandbox.enter`, a small program that confines its
 own process and then execs the command; no ``preexec_fn``, which is unsafe in a process that
 runs threads. The command gets a mount namespace in which only its workspace and a private
 /tmp are writable and other runs' workspaces are gone, a network namespace with no interfaces
 (unless the network is allowed), resource limits, and, when the service runs as root, its
-run's own unprivileged uid (claimed in :mod:`agentstream.sandbox.uids`), which makes root-only
-files unreadable and the process limit per run. Without root, a user namespace gives the same
-mount view and network isolation where the kernel allows it.
+run's own unprivileged uid (claimed in :mod:`agentstream.runtime.sandbox.uids`), which makes
+root-only files unreadable and the process limit per run. Without root, a user namespace gives the
+same mount view and network isolation where the kernel allows it.
 """
 
 from __future__ import annotations

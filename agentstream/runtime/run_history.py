@@ -14,10 +14,14 @@ from typing import NamedTuple
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from agentstream.event_envelope import EVENT_COUNT_HEADER
-from agentstream.event_publisher import EVENT_ATTEMPT_HEADER, EVENT_TYPE_HEADER, parse_msg_id
-from agentstream.nats_conn import STREAM_NAME
-from agentstream.stored_event import StoredEvent, events_of
+from agentstream.runtime.event_envelope import EVENT_COUNT_HEADER
+from agentstream.runtime.event_publisher import (
+    EVENT_ATTEMPT_HEADER,
+    EVENT_TYPE_HEADER,
+    parse_msg_id,
+)
+from agentstream.runtime.nats_conn import STREAM_NAME
+from agentstream.runtime.stored_event import StoredEvent, events_of
 from schemas import message_seq, run_subject, run_subject_any_org
 
 _BATCH = 256

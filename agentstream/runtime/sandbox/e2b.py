@@ -32,7 +32,7 @@ from e2b import (
     TimeoutException,
 )
 
-from agentstream.sandbox.base import CommandResult, SandboxBusy, SandboxError
+from agentstream.runtime.sandbox.base import CommandResult, SandboxBusy, SandboxError
 from schemas import SandboxInfo, require_id
 
 __all__ = ["DEFAULT_WORKSPACE", "E2BSandbox", "E2BSandboxProvider"]

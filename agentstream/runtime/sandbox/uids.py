@@ -21,8 +21,8 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from agentstream.sandbox.base import SandboxError
-from agentstream.sandbox.confinement import kill_everything_of
+from agentstream.runtime.sandbox.base import SandboxError
+from agentstream.runtime.sandbox.confinement import kill_everything_of
 from schemas import is_valid_id
 
 # A range no real account uses.

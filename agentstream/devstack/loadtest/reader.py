@@ -9,10 +9,10 @@ import contextlib
 import json
 from dataclasses import dataclass
 
-from agentstream.loadtest.http1 import HttpError, Origin, request
-from agentstream.loadtest.proof import Claim, ProofCheck, claim_of
-from agentstream.loadtest.records import ReaderRecord
-from agentstream.loadtest.sse import FrameParser, MalformedStream
+from agentstream.devstack.loadtest.http1 import HttpError, Origin, request
+from agentstream.devstack.loadtest.proof import Claim, ProofCheck, claim_of
+from agentstream.devstack.loadtest.records import ReaderRecord
+from agentstream.devstack.loadtest.sse import FrameParser, MalformedStream
 from schemas import TERMINAL_EVENT_TYPES
 
 # A browser's EventSource waits the server's retry hint (2 s); a shorter, growing pause keeps

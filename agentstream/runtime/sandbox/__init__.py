@@ -1,13 +1,13 @@
 """Code sandboxes the agent works in: one interface, a local backend (E2B to come)."""
 
-from agentstream.sandbox.base import (
+from agentstream.runtime.sandbox.base import (
     CommandResult,
     Sandbox,
     SandboxBusy,
     SandboxError,
     SandboxProvider,
 )
-from agentstream.sandbox.local import LocalSandbox, LocalSandboxProvider
+from agentstream.runtime.sandbox.local import LocalSandbox, LocalSandboxProvider
 
 __all__ = [
     "CommandResult",

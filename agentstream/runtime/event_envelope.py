@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from agentstream.event_publisher import EVENT_TYPE_HEADER
+from agentstream.runtime.event_publisher import EVENT_TYPE_HEADER
 
 EVENT_COUNT_HEADER = "Agentstream-Events"
 

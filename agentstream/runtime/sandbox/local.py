@@ -1,7 +1,7 @@
 """The local sandbox: a workspace folder per run, and commands confined to it.
 
 File tools refuse paths that leave the workspace (``..``, absolute paths, symlinks out of it).
-Commands run under :mod:`agentstream.sandbox.confinement`: a private mount view in which the
+Commands run under :mod:`agentstream.runtime.sandbox.confinement`: a private mount view in which the
 workspace (with the run's temp dir, ``TMPDIR``) and a private /tmp are the only writable places;
 time, CPU, memory, file size, process count and output limits; no network by default; and, when
 the service runs as root, a uid of the run's own, unique among live sandboxes. A machine that
@@ -23,8 +23,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from agentstream.sandbox.base import CommandResult, SandboxError
-from agentstream.sandbox.confinement import (
+from agentstream.runtime.sandbox.base import CommandResult, SandboxError
+from agentstream.runtime.sandbox.confinement import (
     Confinement,
     Isolation,
     Limits,
@@ -34,7 +34,7 @@ from agentstream.sandbox.confinement import (
     processes_of_this_user,
     start_confined,
 )
-from agentstream.sandbox.uids import UidClaims
+from agentstream.runtime.sandbox.uids import UidClaims
 from schemas import SandboxInfo, require_id
 
 log = logging.getLogger(__name__)

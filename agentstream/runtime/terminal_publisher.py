@@ -14,15 +14,15 @@ import logging
 import msgspec
 from nats.aio.client import Client as NATS
 
-from agentstream.conditional_append import (
+from agentstream.runtime.conditional_append import (
     AlreadyStored,
     AppendBusy,
     LastSequenceMoved,
     OutgoingEvent,
     append,
 )
-from agentstream.event_publisher import TERMINAL_PRODUCER, event_headers
-from agentstream.run_history import HistoryReader
+from agentstream.runtime.event_publisher import TERMINAL_PRODUCER, event_headers
+from agentstream.runtime.run_history import HistoryReader
 from schemas import CompletenessTally, TerminalEvent, encode, event_id, run_subject
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ from typing import TextIO
 
 import msgspec
 
-from agentstream.loadtest.load import KillRecord, LoadResult
-from agentstream.loadtest.proof import Verdict
-from agentstream.loadtest.records import Outcome, RunRecord
-from agentstream.loadtest.usage import UsageFigures
+from agentstream.devstack.loadtest.load import KillRecord, LoadResult
+from agentstream.devstack.loadtest.proof import Verdict
+from agentstream.devstack.loadtest.records import Outcome, RunRecord
+from agentstream.devstack.loadtest.usage import UsageFigures
 
 _SHOWN_PROBLEMS = 8
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from agentstream.event_envelope import unpack
+from agentstream.runtime.event_envelope import unpack
 from schemas import TERMINAL_EVENT_TYPES, event_id
 
 
@@ -40,7 +40,7 @@ def events_of(
 ) -> list[StoredEvent]:
     """Every event of the message stored at ``seq``, in order.
 
-    Raises ``agentstream.event_envelope.MalformedEnvelope`` for a message whose headers and
+    Raises ``agentstream.runtime.event_envelope.MalformedEnvelope`` for a message whose headers and
     data disagree.
     """
     return [

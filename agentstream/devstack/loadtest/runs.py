@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from agentstream.loadtest.http1 import HttpError, Origin, request
-from agentstream.loadtest.reader import Reader, ReaderPlan, read_run
-from agentstream.loadtest.records import Outcome, RunRecord
+from agentstream.devstack.loadtest.http1 import HttpError, Origin, request
+from agentstream.devstack.loadtest.reader import Reader, ReaderPlan, read_run
+from agentstream.devstack.loadtest.records import Outcome, RunRecord
 
 _POST_BACKOFF_MAX_S = 5.0
 _DEFAULT_RETRY_AFTER_S = 1.0

@@ -4,7 +4,8 @@ JetStream checks ``Nats-Expected-Last-Subject-Sequence`` and stores in one step,
 made from the run's last stored event ("the run has not finished", "no newer attempt took over")
 cannot be raced by another store landing between the check and the write.
 
-A message may hold several events (``agentstream.event_envelope``): they are stored together.
+A message may hold several events (``agentstream.runtime.event_envelope``): they are stored
+together.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from agentstream.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics
+from agentstream.runtime.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics
 from schemas import ErrorBody, InvalidIdError, encode
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentstream.sandbox.base import Sandbox, SandboxError, SandboxProvider
-from agentstream.sandbox.local import LocalSandboxProvider
+from agentstream.runtime.sandbox.base import Sandbox, SandboxError, SandboxProvider
+from agentstream.runtime.sandbox.local import LocalSandboxProvider
 from schemas import SandboxInfo
 
 
@@ -32,7 +32,7 @@ class SandboxBackends:
             )
         }
         if e2b_api_key:
-            from agentstream.sandbox.e2b import E2BSandboxProvider
+            from agentstream.runtime.sandbox.e2b import E2BSandboxProvider
 
             self._providers["e2b"] = E2BSandboxProvider(e2b_api_key, template=e2b_template)
         if backend not in self._providers:

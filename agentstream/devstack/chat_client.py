@@ -8,7 +8,7 @@ from typing import TextIO
 
 import httpx
 
-from agentstream.sse_client import SseMessage, follow_run
+from agentstream.devstack.sse_client import SseMessage, follow_run
 from schemas import CompletenessTally
 
 EXIT_DONE = 0

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import msgspec
 
-from agentstream.loadtest.records import RunRecord
-from agentstream.loadtest.runs import RunPlan, drive_run
-from agentstream.loadtest.usage import Usage, UsageFigures, sample_until
+from agentstream.devstack.loadtest.records import RunRecord
+from agentstream.devstack.loadtest.runs import RunPlan, drive_run
+from agentstream.devstack.loadtest.usage import Usage, UsageFigures, sample_until
 
 # What ``kill`` says it killed (a replica's name).
 Kill = Callable[[], Awaitable[str]]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import msgspec
 import psutil
 
-from agentstream.loadtest.http1 import HttpError, Origin, request
+from agentstream.devstack.loadtest.http1 import HttpError, Origin, request
 
 _RSS_METRIC = "process_resident_memory_bytes"
 _CPU_METRIC = "process_cpu_seconds_total"
