@@ -26,7 +26,7 @@ import nats
 import psutil
 
 from agentstream.devstack.stack import LocalStack, StackConfig
-from agentstream.runtime.event_publisher import EVENT_TYPE_HEADER
+from agentstream.runtime.nats_contract import EVENT_TYPE_HEADER
 from agentstream.runtime.tokens import TokenClaims, mint_token
 
 _STATE = Path(tempfile.gettempdir()) / f"agentstream-probe-{os.getpid()}"

@@ -14,7 +14,8 @@ from agentstream.runtime.asgi_close_unread import CloseUnreadBodyMiddleware
 from agentstream.runtime.http import error_response, install_error_handlers, json_response
 from agentstream.runtime.message_store import MessageStore, open_pool
 from agentstream.runtime.metrics import Metrics, process_metrics
-from agentstream.runtime.nats_conn import connect_nats, ensure_runs_stream
+from agentstream.runtime.nats_conn import connect_nats
+from agentstream.runtime.nats_contract import ensure_runs_stream
 from agentstream.runtime.openapi_bodies import publish_body_schemas
 from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.temporal import connect_temporal

@@ -18,8 +18,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from agentstream.runtime.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics
+from agentstream.runtime.nats_contract import live_subject
 from gateway.sse_frames import Frame, live_frames
-from schemas import live_subject
 
 log = logging.getLogger(__name__)
 

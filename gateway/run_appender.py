@@ -2,11 +2,11 @@
 
 A post is stored only if the run has not finished and no newer attempt took over. Both are read
 from the run's last stored message, and every store is conditional on that message still being
-the last (``agentstream.runtime.conditional_append``), so a terminal event or a ``reset`` landing in
+the last (``agentstream.runtime.nats_contract``), so a terminal event or a ``reset`` landing in
 between makes the store fail and the post is judged again: no late chunk is ever stored after a
 run ended.
 
-A post's events are stored as one message (``agentstream.runtime.event_envelope``): one publish
+A post's events are stored as one message (``agentstream.runtime.nats_contract``): one publish
 and one acknowledgement, all or none, in order. Only a post too large for one NATS message (above
 the server's ``max_payload``) becomes several, each conditional on the one before; a failure
 between them leaves a prefix stored, and the agent's retry stores the rest.
@@ -25,23 +25,22 @@ from typing import NamedTuple
 
 from nats.aio.client import Client as NATS
 
-from agentstream.runtime.conditional_append import (
+from agentstream.runtime.http import Conflict, Unavailable
+from agentstream.runtime.nats_contract import (
+    AGENT_PRODUCER,
+    EVENT_ATTEMPT_HEADER,
+    EVENT_TYPE_HEADER,
     AlreadyStored,
     AppendBusy,
     LastSequenceMoved,
     OutgoingEvent,
     append,
-)
-from agentstream.runtime.event_envelope import pack
-from agentstream.runtime.event_publisher import (
-    AGENT_PRODUCER,
-    EVENT_ATTEMPT_HEADER,
-    EVENT_TYPE_HEADER,
     message_id,
+    pack,
+    run_subject,
 )
-from agentstream.runtime.http import Conflict, Unavailable
 from agentstream.runtime.run_history import HistoryReader
-from schemas import EVENTS_PER_MESSAGE, TERMINAL_EVENT_TYPES, event_id, run_subject
+from schemas import EVENTS_PER_MESSAGE, TERMINAL_EVENT_TYPES, event_id
 
 # A post is judged again after each store that landed before it; an attempt's own posts come one
 # after another, so only a run's end or a new attempt can move it, a few times at most.

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from nats.aio.msg import Msg
 
-from agentstream.runtime.stored_event import StoredEvent, events_of
+from agentstream.runtime.nats_contract import StoredEvent, events_of
 
 PING = b": ping\n\n"
 

@@ -26,10 +26,7 @@ from schemas.ids import (
     ID_PATTERN,
     InvalidIdError,
     is_valid_id,
-    live_subject,
     require_id,
-    run_subject,
-    run_subject_any_org,
 )
 from schemas.messages import (
     AgentRequest,
@@ -87,9 +84,6 @@ __all__ = [
     "event_type",
     "is_terminal",
     "is_valid_id",
-    "live_subject",
     "message_seq",
     "require_id",
-    "run_subject",
-    "run_subject_any_org",
 ]

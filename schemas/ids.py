@@ -33,18 +33,3 @@ def require_id(kind: str, value: str) -> str:
     if not is_valid_id(value):
         raise InvalidIdError(kind, value)
     return value
-
-
-def run_subject(org: str, run: str) -> str:
-    """The JetStream subject producers publish a run's events to."""
-    return f"runs.{require_id('org', org)}.{require_id('run', run)}"
-
-
-def run_subject_any_org(run: str) -> str:
-    """A filter matching ``run``'s stored events whatever its org (run IDs are unique)."""
-    return f"runs.*.{require_id('run', run)}"
-
-
-def live_subject(org: str, run: str) -> str:
-    """The core-NATS subject the stream republishes ``run``'s events to."""
-    return f"live.{require_id('org', org)}.{require_id('run', run)}"

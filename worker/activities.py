@@ -14,9 +14,9 @@ from nats.aio.client import Client as NATS
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from agentstream.runtime.event_publisher import publish_event
 from agentstream.runtime.http import parse_retry_after
 from agentstream.runtime.message_store import MessageStore
+from agentstream.runtime.nats_contract import publish_event
 from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.sandbox import SandboxBusy, SandboxProvider
 from agentstream.runtime.terminal_publisher import publish_terminal

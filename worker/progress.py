@@ -9,7 +9,7 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from agentstream.runtime.event_envelope import MalformedEnvelope, unpack
+from agentstream.runtime.nats_contract import MalformedEnvelope, unpack
 from schemas import Status, Token, ToolStart, decode_event
 
 _COUNTED = frozenset({"status", "token", "tool_start"})

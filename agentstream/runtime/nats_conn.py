@@ -1,4 +1,4 @@
-"""Connecting to NATS and declaring the ``RUNS`` stream, shared by gateway and worker."""
+"""Connecting to NATS, shared by gateway and worker (the stream is ``nats_contract``'s)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client as NATS
-from nats.js.api import DiscardPolicy, RePublish, StorageType, StreamConfig
-from nats.js.client import JetStreamContext
-from nats.js.errors import BadRequestError
 
 from agentstream.runtime.settings import NatsSettings
-
-STREAM_NAME = "RUNS"
-# Long enough to absorb a producer's retries after a network fault or a process restart.
-DUPLICATE_WINDOW_S = 120.0
 
 log = logging.getLogger(__name__)
 
@@ -59,27 +52,3 @@ async def connect_nats(
         # Publishes made while reconnecting are buffered up to this size, then refused.
         pending_size=8 * 1024 * 1024,
     )
-
-
-def runs_stream_config(max_age_s: float, replicas: int) -> StreamConfig:
-    """The ``RUNS`` stream: stored before republished to ``live.>`` so live never leads history."""
-    return StreamConfig(
-        name=STREAM_NAME,
-        subjects=["runs.>"],
-        storage=StorageType.FILE,
-        max_age=max_age_s,
-        duplicate_window=DUPLICATE_WINDOW_S,
-        num_replicas=replicas,
-        allow_direct=True,
-        discard=DiscardPolicy.OLD,
-        republish=RePublish(src="runs.>", dest="live.>"),
-    )
-
-
-async def ensure_runs_stream(js: JetStreamContext, *, max_age_s: float, replicas: int) -> None:
-    """Create the stream, or bring an existing one's configuration up to date."""
-    config = runs_stream_config(max_age_s, replicas)
-    try:
-        await js.add_stream(config)
-    except BadRequestError:
-        await js.update_stream(config)

@@ -14,15 +14,18 @@ from typing import NamedTuple
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from agentstream.runtime.event_envelope import EVENT_COUNT_HEADER
-from agentstream.runtime.event_publisher import (
+from agentstream.runtime.nats_contract import (
     EVENT_ATTEMPT_HEADER,
+    EVENT_COUNT_HEADER,
     EVENT_TYPE_HEADER,
+    STREAM_NAME,
+    StoredEvent,
+    events_of,
     parse_msg_id,
+    run_subject,
+    run_subject_any_org,
 )
-from agentstream.runtime.nats_conn import STREAM_NAME
-from agentstream.runtime.stored_event import StoredEvent, events_of
-from schemas import message_seq, run_subject, run_subject_any_org
+from schemas import message_seq
 
 _BATCH = 256
 

@@ -14,16 +14,18 @@ import logging
 import msgspec
 from nats.aio.client import Client as NATS
 
-from agentstream.runtime.conditional_append import (
+from agentstream.runtime.nats_contract import (
+    TERMINAL_PRODUCER,
     AlreadyStored,
     AppendBusy,
     LastSequenceMoved,
     OutgoingEvent,
     append,
+    event_headers,
+    run_subject,
 )
-from agentstream.runtime.event_publisher import TERMINAL_PRODUCER, event_headers
 from agentstream.runtime.run_history import HistoryReader
-from schemas import CompletenessTally, TerminalEvent, encode, event_id, run_subject
+from schemas import CompletenessTally, TerminalEvent, encode, event_id
 
 log = logging.getLogger(__name__)
 

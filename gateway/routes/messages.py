@@ -10,7 +10,6 @@ from starlette.responses import Response
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from ulid import ULID
 
-from agentstream.runtime.event_publisher import publish_event
 from agentstream.runtime.http import (
     BadRequest,
     Conflict,
@@ -20,6 +19,7 @@ from agentstream.runtime.http import (
     json_response,
     read_body,
 )
+from agentstream.runtime.nats_contract import publish_event
 from agentstream.runtime.openapi_bodies import json_body
 from agentstream.runtime.temporal import describe_run
 from gateway.auth import require_org

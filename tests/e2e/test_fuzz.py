@@ -48,11 +48,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from agentstream.devstack.stack import LocalStack
-from agentstream.runtime.nats_conn import STREAM_NAME
+from agentstream.runtime.nats_contract import STREAM_NAME, run_subject
 from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.temporal_codec import data_converter
 from agentstream.runtime.tokens import TokenClaims, mint_token
-from schemas import AgentRequest, is_valid_id, run_subject
+from schemas import AgentRequest, is_valid_id
 
 POSITIVE = GenerationMode.POSITIVE
 NEGATIVE = GenerationMode.NEGATIVE

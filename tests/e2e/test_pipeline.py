@@ -7,7 +7,7 @@ import httpx
 import nats
 
 from agentstream.devstack.stack import LocalStack
-from agentstream.runtime.event_publisher import publish_event
+from agentstream.runtime.nats_contract import publish_event
 from schemas import Token
 from tests.e2e.runs import assert_complete, read_whole_run, start_run
 

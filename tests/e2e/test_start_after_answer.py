@@ -20,8 +20,8 @@ from ulid import ULID
 
 from agentstream.devstack.processes import free_port
 from agentstream.devstack.stack import LocalStack
-from agentstream.runtime.event_publisher import publish_event
 from agentstream.runtime.message_store import MessageStore, open_pool
+from agentstream.runtime.nats_contract import publish_event
 from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.temporal_codec import data_converter
 from gateway.terminal_guard import publish_missing_terminal

@@ -15,12 +15,17 @@ import pytest
 from nats.aio.client import Client as NATS
 
 import gateway.run_appender
-from agentstream.runtime.conditional_append import AlreadyStored, LastSequenceMoved, append
-from agentstream.runtime.event_publisher import publish_event
 from agentstream.runtime.http import Conflict
-from agentstream.runtime.nats_conn import ensure_runs_stream
+from agentstream.runtime.nats_contract import (
+    AlreadyStored,
+    LastSequenceMoved,
+    StoredEvent,
+    append,
+    ensure_runs_stream,
+    publish_event,
+    run_subject,
+)
 from agentstream.runtime.run_history import HistoryReader, LastEvent
-from agentstream.runtime.stored_event import StoredEvent
 from agentstream.runtime.terminal_publisher import publish_terminal
 from gateway.run_appender import AgentEvent, RunAppender
 from schemas import (
@@ -37,7 +42,6 @@ from schemas import (
     encode,
     event_id,
     message_seq,
-    run_subject,
 )
 from tests.proof import expected_proof
 

@@ -19,8 +19,7 @@ from nats.aio.subscription import Subscription
 
 from agentstream.devstack.processes import ServiceProcess, free_port
 from agentstream.devstack.stack import binary_path
-from agentstream.runtime.event_publisher import publish_event
-from agentstream.runtime.nats_conn import ensure_runs_stream
+from agentstream.runtime.nats_contract import ensure_runs_stream, publish_event
 from gateway.live_hub import LiveHub, Watcher, _RunChannel
 from schemas import Token
 

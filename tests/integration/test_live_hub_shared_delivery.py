@@ -15,8 +15,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from agentstream.runtime.event_publisher import publish_event
-from agentstream.runtime.nats_conn import ensure_runs_stream
+from agentstream.runtime.nats_contract import ensure_runs_stream, publish_event
 from gateway.live_hub import LiveHub, Watcher
 from gateway.sse_frames import Frame
 from schemas import Token

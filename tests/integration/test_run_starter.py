@@ -19,9 +19,8 @@ from ulid import ULID
 
 from agentstream.devstack.processes import ServiceProcess, free_port
 from agentstream.devstack.stack import binary_path
-from agentstream.runtime.event_publisher import publish_event
 from agentstream.runtime.metrics import Metrics
-from agentstream.runtime.nats_conn import ensure_runs_stream
+from agentstream.runtime.nats_contract import ensure_runs_stream, publish_event
 from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.temporal_codec import data_converter
 from gateway.open_runs import OpenRuns

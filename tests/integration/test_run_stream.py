@@ -10,10 +10,8 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from agentstream.runtime.event_publisher import publish_event
-from agentstream.runtime.nats_conn import ensure_runs_stream
+from agentstream.runtime.nats_contract import StoredEvent, ensure_runs_stream, publish_event
 from agentstream.runtime.run_history import HistoryReader
-from agentstream.runtime.stored_event import StoredEvent
 from gateway.live_hub import LiveHub
 from gateway.run_stream import stream_run
 from gateway.sse_frames import Frame, frame_of

@@ -45,17 +45,6 @@ Violation = tuple[str, str, str]  # rule, file, offending text
 KNOWN: Counter[Violation] = Counter(
     {
         # Rule 2; C8 gathers these into the NATS contract.
-        (
-            "subject or header",
-            "agentstream/runtime/conditional_append.py",
-            "Nats-Expected-Last-Subject-Sequence",
-        ): 1,
-        ("subject or header", "agentstream/runtime/event_envelope.py", "Agentstream-Events"): 1,
-        ("subject or header", "agentstream/runtime/event_publisher.py", "Agentstream-Attempt"): 1,
-        ("subject or header", "agentstream/runtime/event_publisher.py", "Agentstream-Type"): 1,
-        ("subject or header", "agentstream/runtime/event_publisher.py", "Nats-Msg-Id"): 1,
-        ("subject or header", "agentstream/runtime/nats_conn.py", "live.>"): 1,
-        ("subject or header", "agentstream/runtime/nats_conn.py", "runs.>"): 2,
         ("subject or header", "agentstream/runtime/run_history.py", "$JS.API.DIRECT.GET."): 1,
         ("subject or header", "agentstream/runtime/run_history.py", "Nats-Msg-Id"): 2,
         ("subject or header", "agentstream/runtime/run_history.py", "Nats-Num-Pending"): 1,
@@ -66,9 +55,6 @@ KNOWN: Counter[Violation] = Counter(
         ("subject or header", "gateway/run_appender.py", "Nats-Msg-Id"): 1,
         ("subject or header", "gateway/sse_frames.py", "Nats-Last-Sequence"): 1,
         ("subject or header", "gateway/sse_frames.py", "Nats-Sequence"): 1,
-        ("subject or header", "schemas/ids.py", "live."): 1,
-        ("subject or header", "schemas/ids.py", "runs."): 1,
-        ("subject or header", "schemas/ids.py", "runs.*."): 1,
         ("subject or header", "worker/progress.py", "live."): 1,
     }
 )

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from agentstream.runtime.event_envelope import EVENT_COUNT_HEADER, MalformedEnvelope, pack, unpack
-from agentstream.runtime.event_publisher import EVENT_TYPE_HEADER
-from agentstream.runtime.stored_event import events_of
+from agentstream.runtime.nats_contract import (
+    EVENT_COUNT_HEADER,
+    EVENT_TYPE_HEADER,
+    MalformedEnvelope,
+    events_of,
+    pack,
+    unpack,
+)
 from schemas import Token, encode, event_id, message_seq
 
 

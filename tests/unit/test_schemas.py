@@ -32,10 +32,7 @@ from schemas import (
     event_type,
     is_terminal,
     is_valid_id,
-    live_subject,
     require_id,
-    run_subject,
-    run_subject_any_org,
 )
 
 _COMMON: dict[str, Any] = {
@@ -257,25 +254,3 @@ def test_invalid_ids_are_rejected(value: str) -> None:
     assert info.value.kind == "org"
     assert info.value.value == value
     assert isinstance(info.value, ValueError)
-
-
-def test_subject_helpers() -> None:
-    assert run_subject("acme", "run_1") == "runs.acme.run_1"
-    assert run_subject_any_org("run_1") == "runs.*.run_1"
-    assert live_subject("acme", "run_1") == "live.acme.run_1"
-
-
-@pytest.mark.parametrize(
-    ("call", "kind"),
-    [
-        (lambda: run_subject("a.b", "run_1"), "org"),
-        (lambda: run_subject("acme", "run.>"), "run"),
-        (lambda: run_subject_any_org("*"), "run"),
-        (lambda: live_subject("acme", ">"), "run"),
-        (lambda: live_subject("*", "run_1"), "org"),
-    ],
-)
-def test_subject_helpers_reject_subject_tokens(call: Any, kind: str) -> None:
-    with pytest.raises(InvalidIdError) as info:
-        call()
-    assert info.value.kind == kind
