@@ -97,14 +97,24 @@ class ClientGone(Exception):
     """The client disconnected before its request was read: nothing to answer."""
 
 
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of the request header ``name`` (lower case), as Starlette reads it."""
+    value: bytes
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes without reading them all."""
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            if not value.isdigit():
-                raise BadRequest("content-length is not a number")
-            if int(value) > limit:
-                raise PayloadTooLarge(f"body larger than {limit} bytes", limit="body_size")
+    declared = header(scope, b"content-length")
+    if declared is not None:
+        # isascii: str.isdigit also accepts the superscript digits latin-1 decodes to.
+        if not (declared.isascii() and declared.isdigit()):
+            raise BadRequest("content-length is not a number")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"body larger than {limit} bytes", limit="body_size")
     body = b""
     while True:
         message = await receive()

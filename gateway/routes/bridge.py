@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from agentstream.runtime.http import BadRequest, PayloadTooLarge, Unauthorized, decode_body_with
 from agentstream.runtime.openapi_bodies import json_body
 from agentstream.runtime.tokens import TokenClaims, TokenError, verify_token
-from gateway.asgi_routes import RawRoute, read_body, send_error, send_json
+from gateway.asgi_routes import RawRoute, header, read_body, send_error, send_json
 from gateway.run_appender import AgentEvent
 from gateway.state import GatewayState
 from schemas import (
@@ -98,12 +98,8 @@ async def _serve(scope: Scope, receive: Receive, send: Send, path: dict[str, str
         run = path["run"]
         if not is_valid_id(run):
             raise BadRequest(f"run must match {ID_PATTERN}")
-        authorization = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
         # Refused before the body is read: an unauthorised sender cannot make us buffer it.
-        claims = authorize(gw, run, authorization)
+        claims = authorize(gw, run, header(scope, b"authorization"))
         body = await read_body(scope, receive, gw.settings.max_body_bytes)
         published = await publish_chunk(gw, run, claims, body)
     except Exception as exc:

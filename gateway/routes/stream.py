@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from agentstream.runtime.http import BadRequest, NotFound, Unauthorized
-from gateway.asgi_routes import RawRoute, send_error
+from gateway.asgi_routes import RawRoute, header, send_error
 from gateway.auth import require_org
 from gateway.run_stream import stream_run
 from gateway.sse_frames import Frame, message, opening
@@ -134,9 +134,8 @@ def _params(scope: Scope, path: dict[str, str]) -> _Params:
         problems.append(f"query.token: String should have at most {_TOKEN_MAX_CHARS} characters")
     if problems or run is None:
         raise BadRequest("; ".join(problems))
-    header = next((v for k, v in scope["headers"] if k == b"last-event-id"), None)
-    last_event_id = header.decode("latin-1") if header is not None else None
-    return _Params(run, last_event_id or query.get("last_event_id"), token)
+    last_event_id = header(scope, b"last-event-id") or query.get("last_event_id")
+    return _Params(run, last_event_id, token)
 
 
 async def _admit(
