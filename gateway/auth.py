@@ -78,7 +78,7 @@ class Authenticator:
         if self.open:
             host = request.client.host if request.client else "unknown"
             return Principal(key=f"ip:{host}", org=None)
-        bearer = _bearer(request)
+        bearer = parse_bearer(request.headers.get("authorization"))
         if bearer is None:
             raise Unauthorized(
                 "an API key or JWT is required: Authorization: Bearer …", headers=_CHALLENGE
@@ -89,7 +89,7 @@ class Authenticator:
 
     async def optional_principal(self, request: Request) -> Principal | None:
         """The caller if it presented credentials (used where a stream token also works)."""
-        if self.open or _bearer(request) is None:
+        if self.open or parse_bearer(request.headers.get("authorization")) is None:
             return None
         return await self.principal(request)
 
@@ -142,11 +142,12 @@ def require_org(principal: Principal, org: str) -> None:
         raise Forbidden("this run belongs to another organisation")
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header is None:
+def parse_bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (the scheme in any case), None
+    without the header; 401 for any other value."""
+    if authorization is None:
         return None
-    scheme, _, value = header.partition(" ")
+    scheme, _, value = authorization.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthorized("Authorization must be: Bearer <token>", headers=_CHALLENGE)
     return value.strip()

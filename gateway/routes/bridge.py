@@ -17,6 +17,7 @@ from agentstream.runtime.http import BadRequest, PayloadTooLarge, Unauthorized, 
 from agentstream.runtime.openapi_bodies import json_body
 from agentstream.runtime.tokens import TokenClaims, TokenError, verify_token
 from gateway.asgi_routes import RawRoute, header, read_body, send_error, send_json
+from gateway.auth import parse_bearer
 from gateway.run_appender import AgentEvent
 from gateway.state import GatewayState
 from schemas import (
@@ -48,10 +49,11 @@ class Published(msgspec.Struct, frozen=True, kw_only=True):
 
 def authorize(gw: GatewayState, run: str, authorization: str | None) -> TokenClaims:
     """The claims of the callback token in ``authorization``, if it is valid for ``run``."""
-    if not authorization or not authorization.startswith("Bearer "):
+    token = parse_bearer(authorization)
+    if token is None:
         raise Unauthorized("callback token required: Authorization: Bearer <token>")
     try:
-        claims = verify_token(gw.settings.callback_secret, authorization[7:], "callback")
+        claims = verify_token(gw.settings.callback_secret, token, "callback")
     except TokenError as exc:
         raise Unauthorized(str(exc)) from None
     if claims.run != run:

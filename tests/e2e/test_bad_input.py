@@ -94,7 +94,11 @@ async def test_bridge_refuses_bad_tokens_and_bad_events(
     url = f"{gateway}/api/stream/{run}/chunk"
     event = b'{"type": "token", "run": "%s", "text": "injected"}' % run.encode()
 
-    assert_json_error(await http.post(url, content=event), 401)
+    missing = assert_json_error(await http.post(url, content=event), 401)
+    assert missing["detail"] == "callback token required: Authorization: Bearer <token>"
+    basic = {"Authorization": "Basic eA=="}
+    malformed = assert_json_error(await http.post(url, content=event, headers=basic), 401)
+    assert malformed["detail"] == "Authorization must be: Bearer <token>"
     forged = callback_token(stack, run)[:-4] + "AAAA"
     assert_json_error(await http.post(url, content=event, headers=_bearer(forged)), 401)
     other = callback_token(stack, "run_someone_else")
@@ -107,6 +111,9 @@ async def test_bridge_refuses_bad_tokens_and_bad_events(
     for body in (*bad_bodies, b"[]" + b" " * 2_000_000):
         status = 413 if len(body) > 1_048_576 else 400
         assert_json_error(await http.post(url, content=body, headers=token), status)
+    # The scheme in any case: the token is accepted, and the body is what gets refused.
+    lower = {"Authorization": token["Authorization"].replace("Bearer", "bearer")}
+    assert_json_error(await http.post(url, content=b"{", headers=lower), 400)
     wrong_run = b'{"type": "token", "run": "run_other", "text": "x"}'
     assert_json_error(await http.post(url, content=wrong_run, headers=token), 400)
     too_many = b"[" + b",".join([event] * 501) + b"]"

@@ -20,7 +20,14 @@ from jwt.algorithms import RSAAlgorithm
 from starlette.requests import Request
 
 from agentstream.runtime.http import Forbidden, Unauthorized
-from gateway.auth import Authenticator, Principal, hash_api_key, parse_api_keys, require_org
+from gateway.auth import (
+    Authenticator,
+    Principal,
+    hash_api_key,
+    parse_api_keys,
+    parse_bearer,
+    require_org,
+)
 from gateway.settings import GatewaySettings
 
 KEY_A = "key-a"
@@ -238,6 +245,23 @@ async def test_missing_authorization_header_is_401_with_challenge() -> None:
 async def test_malformed_authorization_header_is_401(header: str) -> None:
     auth = Authenticator(GatewaySettings(api_keys=API_KEYS))
     await _expect_401(auth, _request(header))
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [("Bearer abc", "abc"), ("bearer abc", "abc"), ("BEARER  abc ", "abc"), (None, None)],
+)
+def test_parse_bearer_reads_the_token_whatever_the_scheme_case(
+    header: str | None, token: str | None
+) -> None:
+    assert parse_bearer(header) == token
+
+
+@pytest.mark.parametrize("header", ["Basic x", "Bearer ", "Bearer", "Bearerabc", "abc", ""])
+def test_parse_bearer_refuses_any_other_value_with_a_challenge(header: str) -> None:
+    with pytest.raises(Unauthorized) as info:
+        parse_bearer(header)
+    assert info.value.headers == {"WWW-Authenticate": CHALLENGE}
 
 
 async def test_optional_principal_is_none_without_credentials_and_checks_them_when_sent() -> None:
