@@ -12,14 +12,15 @@ import hashlib
 import hmac
 import logging
 import re
+from collections.abc import Awaitable, Callable
 
 import jwt
 import msgspec
 from fastapi import Request
 
-from agentstream.runtime.http import Forbidden, Unauthorized, Unavailable
+from agentstream.runtime.http import Forbidden, NotFound, Unauthorized, Unavailable
 from gateway.settings import GatewaySettings
-from schemas import is_valid_id
+from schemas import RunView, is_valid_id
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,18 @@ def require_org(principal: Principal, org: str) -> None:
     """Refuse a caller acting on another org's runs."""
     if principal.org is not None and principal.org != org:
         raise Forbidden("this run belongs to another organisation")
+
+
+async def own_run(
+    principal: Principal, run: str, find: Callable[[str], Awaitable[RunView | None]]
+) -> RunView:
+    """``run`` as ``find`` looks it up, if ``principal`` may act on it: 404 for a run it does
+    not know, 403 for another org's."""
+    view = await find(run)
+    if view is None:
+        raise NotFound(f"unknown run {run}")
+    require_org(principal, view.org)
+    return view
 
 
 def parse_bearer(authorization: str | None) -> str | None:

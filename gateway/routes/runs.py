@@ -7,9 +7,9 @@ from starlette.responses import Response
 
 from agentstream.runtime.http import NotFound, json_response
 from agentstream.runtime.temporal import request_cancel
-from gateway.auth import Principal, require_org
+from gateway.auth import own_run
 from gateway.params import RunIdPath
-from gateway.state import Caller, GatewayState, State
+from gateway.state import Caller, State
 from gateway.stream_tokens import mint_stream_token
 from schemas import RunView
 
@@ -19,18 +19,10 @@ router = APIRouter()
 _ERRORS: dict[int | str, dict[str, object]] = {400: {}, 401: {}, 403: {}, 404: {}, 429: {}}
 
 
-async def _own_run(gw: GatewayState, principal: Principal, run: str) -> RunView:
-    view = await gw.directory.find(run)
-    if view is None:
-        raise NotFound(f"unknown run {run}")
-    require_org(principal, view.org)
-    return view
-
-
 @router.get("/api/runs/{run}", responses={200: {"description": "The run"}, **_ERRORS})
 async def get_run(run: RunIdPath, gw: State, principal: Caller) -> Response:
     """The run's status, and its result once stored."""
-    return json_response(await _own_run(gw, principal, run))
+    return json_response(await own_run(principal, run, gw.directory.find))
 
 
 @router.post(
@@ -39,7 +31,7 @@ async def get_run(run: RunIdPath, gw: State, principal: Caller) -> Response:
 )
 async def stream_token(run: RunIdPath, gw: State, principal: Caller) -> Response:
     """A fresh stream token, e.g. for a run started through Temporal directly."""
-    view = await _own_run(gw, principal, run)
+    view = await own_run(principal, run, gw.directory.find)
     token = mint_stream_token(gw, run, view.org)
     base = gw.settings.public_url.rstrip("/")
     return json_response(
@@ -50,7 +42,7 @@ async def stream_token(run: RunIdPath, gw: State, principal: Caller) -> Response
 @router.post("/api/runs/{run}/cancel", status_code=202, responses={202: {}, **_ERRORS})
 async def cancel_run(run: RunIdPath, gw: State, principal: Caller) -> Response:
     """Ask Temporal to cancel the run; the stream ends with ``cancelled`` once it is."""
-    await _own_run(gw, principal, run)
+    await own_run(principal, run, gw.directory.find)
     if not await request_cancel(gw.temporal, run):
         raise NotFound(f"unknown run {run}")
     view = await gw.directory.find(run)

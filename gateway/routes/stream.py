@@ -9,6 +9,7 @@ ones FastAPI made, in its order and with its error bodies: the parameters (every
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
@@ -18,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from agentstream.runtime.http import BadRequest, NotFound, Unauthorized
 from gateway.asgi_routes import RawRoute, header, send_error
-from gateway.auth import require_org
+from gateway.auth import own_run
 from gateway.run_stream import stream_run
 from gateway.sse_frames import Frame, message, opening
 from gateway.sse_response import SseStream
@@ -156,11 +157,7 @@ async def _admit(
             raise Unauthorized("a stream token (?token=) or an API key is required")
         if principal is not None:
             gw.rate_limiter.check(principal.key)
-            view = await _find(gw, run)
-            if view is None:
-                raise NotFound(f"unknown run {run}")
-            require_org(principal, view.org)
-            org = view.org
+            org = (await own_run(principal, run, functools.partial(_find, gw))).org
             key = principal.key
         else:
             key = f"ip:{request.client.host if request.client else 'unknown'}"
