@@ -26,7 +26,7 @@ import nats
 import psutil
 
 from agentstream.devstack.stack import LocalStack, StackConfig
-from agentstream.runtime.nats_contract import EVENT_TYPE_HEADER
+from agentstream.runtime.nats_contract import Producer, message_headers, run_subject
 from agentstream.runtime.tokens import TokenClaims, mint_token
 
 _STATE = Path(tempfile.gettempdir()) / f"agentstream-probe-{os.getpid()}"
@@ -112,8 +112,8 @@ async def fanout(stack: LocalStack, readers: int, events: int, batch: int, direc
                     b"x" * 32,
                     time.time_ns(),
                 )
-                headers = {"Nats-Msg-Id": f"{run}:probe:1:{n}", EVENT_TYPE_HEADER: "token"}
-                await nc.publish(f"runs.default.{run}", data, headers=headers)
+                headers = message_headers(run, Producer.PROBE, 1, n, ["token"])
+                await nc.publish(run_subject("default", run), data, headers=headers)
             await nc.flush()
             await nc.close()
         for start in range(0, events if not direct else 0, batch):

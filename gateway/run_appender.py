@@ -27,15 +27,13 @@ from nats.aio.client import Client as NATS
 
 from agentstream.runtime.http import Conflict, Unavailable
 from agentstream.runtime.nats_contract import (
-    AGENT_PRODUCER,
-    EVENT_ATTEMPT_HEADER,
-    EVENT_TYPE_HEADER,
     AlreadyStored,
     AppendBusy,
     LastSequenceMoved,
     OutgoingEvent,
+    Producer,
     append,
-    message_id,
+    message_headers,
     pack,
     run_subject,
 )
@@ -159,11 +157,11 @@ class RunAppender:
         if last.attempt > attempt:
             # A newer attempt took over (after a crash or timeout): the old one must stop.
             raise Conflict(f"attempt {attempt} was superseded by attempt {last.attempt}")
-        if last.producer == AGENT_PRODUCER and last.attempt == attempt:
+        if last.producer == Producer.AGENT and last.attempt == attempt:
             return _Tip(last.seq, attempt, last.n)
         # Someone else stored the last message (the worker, at an attempt's start): what this
         # attempt's agent stored before it, if anything, is found by reading the run.
-        n = await self._history.last_number(org, run, AGENT_PRODUCER, attempt)
+        n = await self._history.last_number(org, run, Producer.AGENT, attempt)
         return _Tip(last.seq, attempt, n)
 
     def _remember(self, key: tuple[str, str], tip: _Tip) -> None:
@@ -175,12 +173,5 @@ class RunAppender:
 def _message(run: str, attempt: int, events: list[AgentEvent]) -> OutgoingEvent:
     """One message holding ``events``; its ``Nats-Msg-Id`` names the last, so a retry of the
     same message is stored once."""
-    headers = {
-        "Nats-Msg-Id": message_id(run, AGENT_PRODUCER, attempt, events[-1].n),
-        EVENT_ATTEMPT_HEADER: str(attempt),
-    }
-    if len(events) == 1:
-        only = events[0]
-        return OutgoingEvent(only.data, {**headers, EVENT_TYPE_HEADER: only.type})
-    packed_headers, data = pack([e.type for e in events], [e.data for e in events])
-    return OutgoingEvent(data, {**headers, **packed_headers})
+    headers = message_headers(run, Producer.AGENT, attempt, events[-1].n, [e.type for e in events])
+    return OutgoingEvent(pack([e.data for e in events]), headers)

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from nats.aio.msg import Msg
 
-from agentstream.runtime.nats_contract import StoredEvent, events_of
+from agentstream.runtime.nats_contract import StoredEvent, stored_events
 
 PING = b": ping\n\n"
 
@@ -44,10 +44,7 @@ def live_frames(msg: Msg) -> list[Frame]:
     Raises ``KeyError`` or ``ValueError`` for a message without those headers or whose events
     cannot be read.
     """
-    headers = msg.headers or {}
-    seq = int(headers["Nats-Sequence"])
-    prev_seq = int(headers.get("Nats-Last-Sequence", "0"))
-    return [frame_of(event) for event in events_of(seq, prev_seq, headers, msg.data)]
+    return [frame_of(event) for event in stored_events(msg)]
 
 
 def opening(text: str, retry_ms: int) -> bytes:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import time
 
-from agentstream.runtime.run_history import HistoryReader, LastEvent
+from agentstream.runtime.nats_contract import LastEvent, Producer
+from agentstream.runtime.run_history import HistoryReader
 from schemas import Status, decode_event
 
 # Producer names of the ``queued`` event of a run started after its answer, and of a keyed run.
-QUEUED_PRODUCER = "gateway"
-KEYED_QUEUED_PRODUCER = "gateway-keyed"
+QUEUED_PRODUCER = Producer.GATEWAY
+KEYED_QUEUED_PRODUCER = Producer.GATEWAY_KEYED
 # Longer than any start is tried (run_starter gives up at half of it), with room for clocks.
 DEFAULT_START_GRACE_S = 30.0
 START_FAILED_REASON = "could not start the run"

@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from agentstream.runtime.http import parse_retry_after
 from agentstream.runtime.message_store import MessageStore
-from agentstream.runtime.nats_contract import publish_event
+from agentstream.runtime.nats_contract import Producer, publish_event
 from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.sandbox import SandboxBusy, SandboxProvider
 from agentstream.runtime.terminal_publisher import publish_terminal
@@ -156,7 +156,7 @@ class RunActivities:
         self._heartbeat_s = heartbeat_s
         self._test_stage_delays = test_stage_delays or {}
 
-    async def _publish(self, org: str, event: Status | Reset, producer: str) -> None:
+    async def _publish(self, org: str, event: Status | Reset, producer: Producer) -> None:
         await publish_event(self._js, org, event, producer=producer)
 
     async def _test_pause(self, stage: str) -> None:
@@ -198,7 +198,7 @@ class RunActivities:
                     await self._publish(
                         params.org,
                         Status(run=params.run, attempt=attempt, stage=Stage.SANDBOX_CREATING),
-                        "create_sandbox",
+                        Producer.CREATE_SANDBOX,
                     )
                 creating = asyncio.create_task(self._create(params.run))
                 try:
@@ -221,7 +221,7 @@ class RunActivities:
                             sandbox_id=info.id,
                             sandbox_url=info.url,
                         ),
-                        "create_sandbox",
+                        Producer.CREATE_SANDBOX,
                     )
                 except BaseException:
                     # The workflow never learns of this sandbox: remove it here, uncancelled.
@@ -239,7 +239,7 @@ class RunActivities:
     async def publish_status(self, params: PublishStatusInput) -> None:
         """Publish a stage the workflow reached (one event per run and stage, however retried)."""
         await self._publish(
-            params.org, Status(run=params.run, stage=params.stage), f"workflow-{params.stage}"
+            params.org, Status(run=params.run, stage=params.stage), Producer.of_stage(params.stage)
         )
 
     @activity.defn(name="call_agent")
@@ -260,7 +260,7 @@ class RunActivities:
             await self._publish(
                 chat.org,
                 Reset(run=params.run, attempt=attempt, reason=f"attempt {attempt} restarted"),
-                "call_agent",
+                Producer.CALL_AGENT,
             )
         token = mint_token(
             self._callback_secret,
@@ -319,7 +319,7 @@ class RunActivities:
         await self._publish(
             params.chat.org,
             Status(run=params.run, attempt=activity.info().attempt, stage=Stage.SAVING),
-            "save_message",
+            Producer.SAVE_MESSAGE,
         )
         await self._test_pause("save_message")
         return await self._store.save(params.run, params.chat, params.result)

@@ -9,7 +9,7 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from agentstream.runtime.nats_contract import MalformedEnvelope, unpack
+from agentstream.runtime.nats_contract import live_subject, stored_events
 from schemas import Status, Token, ToolStart, decode_event
 
 _COUNTED = frozenset({"status", "token", "tool_start"})
@@ -31,12 +31,12 @@ async def watch_progress(nc: NATS, org: str, run: str) -> AsyncIterator[Progress
 
     async def on_event(msg: Msg) -> None:
         try:
-            events = unpack(msg.headers or {}, msg.data)
-        except MalformedEnvelope:
+            events = stored_events(msg)
+        except (KeyError, ValueError):
             return
-        for type_, data in events:
-            if type_ in _COUNTED:
-                count(data)
+        for event in events:
+            if event.type in _COUNTED:
+                count(event.data)
 
     def count(data: bytes) -> None:
         try:
@@ -52,7 +52,7 @@ async def watch_progress(nc: NATS, org: str, run: str) -> AsyncIterator[Progress
                 progress.tools_run += 1
                 progress.last_tool = name
 
-    sub = await nc.subscribe(f"live.{org}.{run}", cb=on_event)
+    sub = await nc.subscribe(live_subject(org, run), cb=on_event)
     try:
         yield progress
     finally:

@@ -8,19 +8,30 @@ stored and read back.
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import json
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import msgspec
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DiscardPolicy, RePublish, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError
 
-from schemas import TERMINAL_EVENT_TYPES, BaseEvent, encode, event_id, event_type, require_id
+from schemas import (
+    TERMINAL_EVENT_TYPES,
+    BaseEvent,
+    Stage,
+    encode,
+    event_id,
+    event_type,
+    require_id,
+)
 
 # --- The stream --------------------------------------------------------------------------------
 
@@ -72,28 +83,86 @@ def live_subject(org: str, run: str) -> str:
     return f"live.{require_id('org', org)}.{require_id('run', run)}"
 
 
-# --- Headers and de-duplication keys -----------------------------------------------------------
+class RunSubject(NamedTuple):
+    """What a run's subject names."""
 
-# Carried with the message (and kept on republish and direct get) so relays can route by type
-# without decoding the payload.
+    org: str
+    run: str
+
+
+def parse_subject(subject: str) -> RunSubject | None:
+    """The org and run of a ``runs.<org>.<run>`` or ``live.<org>.<run>`` subject, else None."""
+    parts = subject.split(".")
+    if len(parts) != 3 or parts[0] not in ("runs", "live"):
+        return None
+    return RunSubject(parts[1], parts[2])
+
+
+# --- Producers, headers and de-duplication keys ------------------------------------------------
+
+
+class Producer(enum.StrEnum):
+    """Who stored a message: part of its ``Nats-Msg-Id`` (``<run>:<producer>:<attempt>:<n>``).
+
+    The values are stored in Msg-Ids and compared across a rolling deploy (the de-duplication
+    window spans one): never change one.
+    """
+
+    # Events agents post through the callback bridge.
+    AGENT = "agent"
+    # A run's terminal event, from the worker or a gateway for a workflow that closed without
+    # one; always attempt 1 and n 0, so it is stored once whoever publishes it.
+    TERMINAL = "terminal"
+    # The ``queued`` event of a run started after its answer, and of a keyed run.
+    GATEWAY = "gateway"
+    GATEWAY_KEYED = "gateway-keyed"
+    # The worker's activities.
+    CREATE_SANDBOX = "create_sandbox"
+    CALL_AGENT = "call_agent"
+    SAVE_MESSAGE = "save_message"
+    # A stage the workflow reached itself (``of_stage``).
+    WORKFLOW_WAITING_FOR_AGENT = "workflow-waiting_for_agent"
+    # ``benchmarks/fanout_probe.py``, publishing straight into the stream.
+    PROBE = "probe"
+
+    @classmethod
+    def of_stage(cls, stage: Stage) -> Producer:
+        """The producer of a stage the workflow publishes itself (one member per such stage)."""
+        return cls(f"workflow-{stage}")
+
+
+# The de-duplication key: a retried publish of the same message is stored once.
+MSG_ID_HEADER = "Nats-Msg-Id"
+# The events' types, comma-separated, kept on republish and direct get so relays frame events
+# without decoding them.
 EVENT_TYPE_HEADER = "Agentstream-Type"
 # Lets the bridge see which attempt last wrote to a run without decoding a payload.
 EVENT_ATTEMPT_HEADER = "Agentstream-Attempt"
-# Whoever publishes a run's terminal event (worker, or a gateway for a workflow that closed
-# without one) uses this producer with attempt 1 and n 0: one Nats-Msg-Id, stored once.
-TERMINAL_PRODUCER = "terminal"
-# Events agents post through the callback bridge.
-AGENT_PRODUCER = "agent"
+# How many events a message holds, on a message of several only (``pack``).
+EVENT_COUNT_HEADER = "Agentstream-Events"
+# Set by JetStream on republished messages and direct-get replies.
+_SEQUENCE = "Nats-Sequence"
+_LAST_SEQUENCE = "Nats-Last-Sequence"
 
 
-def msg_id(event: BaseEvent, producer: str) -> str:
-    """The de-duplication key: a retried publish of the same event is stored once."""
-    return message_id(event.run, producer, event.attempt, event.n)
+def message_headers(
+    run: str, producer: Producer, attempt: int, n: int, types: Sequence[str]
+) -> dict[str, str]:
+    """The headers of a producer's message holding events of ``types`` (the data :func:`pack`
+    makes of them), the last of which is its event number ``n`` of ``attempt``."""
+    headers = {
+        MSG_ID_HEADER: f"{run}:{producer}:{attempt}:{n}",
+        EVENT_TYPE_HEADER: ",".join(types),
+        EVENT_ATTEMPT_HEADER: str(attempt),
+    }
+    if len(types) > 1:
+        headers[EVENT_COUNT_HEADER] = str(len(types))
+    return headers
 
 
-def message_id(run: str, producer: str, attempt: int, n: int) -> str:
-    """The de-duplication key of a producer's message whose (last) event is number ``n``."""
-    return f"{run}:{producer}:{attempt}:{n}"
+def event_headers(event: BaseEvent, producer: Producer) -> dict[str, str]:
+    """The headers of a message holding ``event`` alone."""
+    return message_headers(event.run, producer, event.attempt, event.n, (event_type(event),))
 
 
 class MsgIdParts(NamedTuple):
@@ -104,21 +173,13 @@ class MsgIdParts(NamedTuple):
     n: int
 
 
-def parse_msg_id(value: str) -> MsgIdParts | None:
-    """The producer, attempt and counter of a :func:`msg_id`, or None if it is not one."""
-    parts = value.rsplit(":", 3)
+def msg_id_of(headers: Mapping[str, str]) -> MsgIdParts | None:
+    """The producer, attempt and event number a stored message's ``Nats-Msg-Id`` names, or None
+    if it has none of :func:`message_headers`' making."""
+    parts = headers.get(MSG_ID_HEADER, "").rsplit(":", 3)
     if len(parts) != 4 or not (parts[2].isdecimal() and parts[3].isdecimal()):
         return None
     return MsgIdParts(parts[1], int(parts[2]), int(parts[3]))
-
-
-def event_headers(event: BaseEvent, producer: str) -> dict[str, str]:
-    """The headers every stored event carries: its de-duplication key, type and attempt."""
-    return {
-        "Nats-Msg-Id": msg_id(event, producer),
-        EVENT_TYPE_HEADER: event_type(event),
-        EVENT_ATTEMPT_HEADER: str(event.attempt),
-    }
 
 
 async def publish_event(
@@ -126,7 +187,7 @@ async def publish_event(
     org: str,
     event: BaseEvent,
     *,
-    producer: str,
+    producer: Producer,
     timeout: float = 5.0,
 ) -> int:
     """Store ``event`` in the run's subject and return its stream sequence.
@@ -148,9 +209,7 @@ async def publish_event(
 # recognise a retried post. The message's data is a JSON array of the events,
 # ``Agentstream-Events`` their count and ``Agentstream-Type`` their types, comma-separated, so a
 # relay frames every event without decoding one. A message without ``Agentstream-Events`` holds a
-# single event.
-
-EVENT_COUNT_HEADER = "Agentstream-Events"
+# single event, as it is.
 
 _SPLIT = msgspec.json.Decoder(list[msgspec.Raw])
 
@@ -159,12 +218,9 @@ class MalformedEnvelope(ValueError):
     """A message whose headers and data disagree on the events it holds."""
 
 
-def pack(types: Sequence[str], datas: Sequence[bytes]) -> tuple[dict[str, str], bytes]:
-    """The headers naming several encoded events, and the data holding them, in order."""
-    return (
-        {EVENT_COUNT_HEADER: str(len(datas)), EVENT_TYPE_HEADER: ",".join(types)},
-        b"[" + b",".join(datas) + b"]",
-    )
+def pack(datas: Sequence[bytes]) -> bytes:
+    """The data of a message holding these encoded events, in order: a lone event as it is."""
+    return datas[0] if len(datas) == 1 else b"[" + b",".join(datas) + b"]"
 
 
 def unpack(headers: Mapping[str, str], data: bytes) -> list[tuple[str, bytes]]:
@@ -182,14 +238,15 @@ def unpack(headers: Mapping[str, str], data: bytes) -> list[tuple[str, bytes]]:
     return [(name, bytes(part)) for name, part in zip(names, parts, strict=True)]
 
 
-# --- Stored events -----------------------------------------------------------------------------
+# --- Stored messages, read back ----------------------------------------------------------------
 
 
 class StoredEvent(NamedTuple):
     """One stored event, as the gateway relays it.
 
     ``seq`` is the stream sequence of the message holding it and ``position`` its place there;
-    ``prev_seq`` is the run's message stored before (0 for its first).
+    ``prev_seq`` is the run's message stored before, as far as the message tells (a live one
+    always does): 0 for the run's first, or where not told.
     """
 
     seq: int
@@ -197,8 +254,6 @@ class StoredEvent(NamedTuple):
     prev_seq: int
     type: str
     data: bytes
-    # The org its subject names (``runs.<org>.<run>``); empty where not needed.
-    org: str = ""
 
     @property
     def id(self) -> int:
@@ -211,17 +266,98 @@ class StoredEvent(NamedTuple):
         return self.type in TERMINAL_EVENT_TYPES
 
 
-def events_of(
-    seq: int, prev_seq: int, headers: Mapping[str, str], data: bytes, org: str = ""
-) -> list[StoredEvent]:
-    """Every event of the message stored at ``seq``, in order.
+def stored_events(msg: Msg) -> list[StoredEvent]:
+    """Every event of a stored message, in order: a ``live.>`` republish or a direct-get reply.
 
-    Raises :class:`MalformedEnvelope` for a message whose headers and data disagree.
+    Raises ``KeyError`` for a message without JetStream's headers, :class:`MalformedEnvelope`
+    (a ``ValueError``) for one whose headers and data disagree.
     """
+    headers = msg.headers or {}
+    seq = int(headers[_SEQUENCE])
+    prev_seq = int(headers.get(_LAST_SEQUENCE, 0))
+    if EVENT_COUNT_HEADER not in headers:
+        # Most messages hold one event: no list of pairs to build first.
+        return [StoredEvent(seq, 0, prev_seq, headers.get(EVENT_TYPE_HEADER, "message"), msg.data)]
     return [
-        StoredEvent(seq, position, prev_seq, type_, part, org)
-        for position, (type_, part) in enumerate(unpack(headers, data))
+        StoredEvent(seq, position, prev_seq, type_, part)
+        for position, (type_, part) in enumerate(unpack(headers, msg.data))
     ]
+
+
+class LastEvent(NamedTuple):
+    """What a conditional append needs to know of a run's newest event."""
+
+    # The stream sequence of the message holding it.
+    seq: int
+    type: str
+    attempt: int
+    # Who stored it and its number among that producer's events of the attempt (from its
+    # Nats-Msg-Id): tells how much of a retried post is already stored.
+    producer: str = ""
+    n: int = -1
+
+
+def last_event_of(headers: Mapping[str, str]) -> LastEvent:
+    """The newest event of the stored message with these headers (a direct-get reply)."""
+    named = msg_id_of(headers)
+    # A message of several events names all their types; the last one is the newest.
+    types = headers.get(EVENT_TYPE_HEADER, "message")
+    return LastEvent(
+        seq=int(headers[_SEQUENCE]),
+        type=types.rpartition(",")[2],
+        attempt=int(headers.get(EVENT_ATTEMPT_HEADER, "0")),
+        producer=named.producer if named else "",
+        n=named.n if named else -1,
+    )
+
+
+# The batched direct get (``next_by_subj`` with ``batch``): nats.py has no call for it.
+DIRECT_GET_API = f"$JS.API.DIRECT.GET.{STREAM_NAME}"
+
+
+class DirectBatch(NamedTuple):
+    """One answer of a batched direct get."""
+
+    messages: list[Msg]
+    # How many of the subject's messages lie beyond the batch.
+    pending: int
+    # The stream sequence of the batch's last message (0 if it is empty).
+    last_seq: int
+
+
+async def direct_get_batch(
+    nc: NATS, subject: str, start: int, *, size: int, timeout: float
+) -> DirectBatch:
+    """Up to ``size`` of ``subject``'s stored messages from sequence ``start``, in order.
+
+    No consumer is created, so thousands of readers at once cost the cluster only reads. Raises
+    ``TimeoutError`` when the stream does not answer within ``timeout``.
+    """
+    replies: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def on_reply(msg: Msg) -> None:
+        replies.put_nowait(msg)
+
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, cb=on_reply)
+    try:
+        request = {"seq": start, "next_by_subj": subject, "batch": size}
+        await nc.publish(DIRECT_GET_API, json.dumps(request).encode(), reply=inbox)
+        messages: list[Msg] = []
+        while True:
+            msg = await asyncio.wait_for(replies.get(), timeout)
+            headers = msg.headers or {}
+            status = headers.get("Status")
+            if status is None:
+                messages.append(msg)
+                continue
+            last_seq = int((messages[-1].headers or {})[_SEQUENCE]) if messages else 0
+            # 404: nothing (more) stored; 204, end of batch: what lies beyond decides whether to
+            # read on.
+            pending = 0 if status == "404" else int(headers.get("Nats-Num-Pending", "0"))
+            return DirectBatch(messages, pending, last_seq)
+    finally:
+        await sub.unsubscribe()
 
 
 # --- Conditional stores ------------------------------------------------------------------------

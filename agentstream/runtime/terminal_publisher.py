@@ -15,11 +15,11 @@ import msgspec
 from nats.aio.client import Client as NATS
 
 from agentstream.runtime.nats_contract import (
-    TERMINAL_PRODUCER,
     AlreadyStored,
     AppendBusy,
     LastSequenceMoved,
     OutgoingEvent,
+    Producer,
     append,
     event_headers,
     run_subject,
@@ -53,7 +53,7 @@ async def publish_terminal(
             tally.add(stored.id, stored.data)
             last_id, last_seq = stored.id, stored.seq
         proved = msgspec.structs.replace(event, completeness=tally.proof())
-        outgoing = OutgoingEvent(encode(proved), event_headers(proved, TERMINAL_PRODUCER))
+        outgoing = OutgoingEvent(encode(proved), event_headers(proved, Producer.TERMINAL))
         try:
             seq = await append(nc, subject, outgoing, expected_last=last_seq, timeout=timeout)
         except AlreadyStored:

@@ -19,7 +19,7 @@ from agentstream.runtime.http import (
     json_response,
     read_body,
 )
-from agentstream.runtime.nats_contract import publish_event
+from agentstream.runtime.nats_contract import Producer, publish_event
 from agentstream.runtime.openapi_bodies import json_body
 from agentstream.runtime.temporal import describe_run
 from gateway.auth import require_org
@@ -110,7 +110,7 @@ async def post_message(
 
 
 async def _queue(
-    gw: GatewayState, org: str, body: PostMessage, run: str, *, producer: str
+    gw: GatewayState, org: str, body: PostMessage, run: str, *, producer: Producer
 ) -> ChatInput:
     """Store ``run``'s ``queued`` event, unless the org's line is full; the workflow's input."""
     open_runs = await gw.open_runs.count(org)

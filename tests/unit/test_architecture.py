@@ -42,22 +42,7 @@ ENVIRONMENT = frozenset({"environ", "environb", "getenv", "getenvb"})
 
 Violation = tuple[str, str, str]  # rule, file, offending text
 
-KNOWN: Counter[Violation] = Counter(
-    {
-        # Rule 2; C8 gathers these into the NATS contract.
-        ("subject or header", "agentstream/runtime/run_history.py", "$JS.API.DIRECT.GET."): 1,
-        ("subject or header", "agentstream/runtime/run_history.py", "Nats-Msg-Id"): 2,
-        ("subject or header", "agentstream/runtime/run_history.py", "Nats-Num-Pending"): 1,
-        ("subject or header", "agentstream/runtime/run_history.py", "Nats-Sequence"): 3,
-        ("subject or header", "agentstream/runtime/run_history.py", "Nats-Subject"): 2,
-        ("subject or header", "benchmarks/fanout_probe.py", "Nats-Msg-Id"): 1,
-        ("subject or header", "benchmarks/fanout_probe.py", "runs.default."): 1,
-        ("subject or header", "gateway/run_appender.py", "Nats-Msg-Id"): 1,
-        ("subject or header", "gateway/sse_frames.py", "Nats-Last-Sequence"): 1,
-        ("subject or header", "gateway/sse_frames.py", "Nats-Sequence"): 1,
-        ("subject or header", "worker/progress.py", "live."): 1,
-    }
-)
+KNOWN: Counter[Violation] = Counter()
 
 
 @dataclass(frozen=True)
