@@ -1,20 +1,39 @@
-"""Run-scoped, expiring tokens that let a browser's EventSource read one run."""
+"""Run-scoped, expiring tokens that let a browser's EventSource read one run, and the URLs the
+gateway hands out for a run."""
 
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from agentstream.runtime.http import Forbidden, Unauthorized
 from agentstream.runtime.tokens import TokenClaims, TokenError, mint_token, verify_token
 from gateway.state import GatewayState
 
 
-def mint_stream_token(gw: GatewayState, run: str, org: str) -> str:
-    """A token to stream ``run`` for the configured time."""
+class StreamAccess(NamedTuple):
+    """A fresh stream token of a run, and its stream URL carrying it."""
+
+    token: str
+    url: str
+
+
+def stream_access(gw: GatewayState, run: str, org: str) -> StreamAccess:
+    """A token to stream ``run`` for the configured time, and the stream URL with it."""
     claims = TokenClaims(
         kind="stream", run=run, org=org, exp=int(time.time()) + gw.settings.stream_token_ttl_s
     )
-    return mint_token(gw.settings.callback_secret, claims)
+    token = mint_token(gw.settings.callback_secret, claims)
+    return StreamAccess(token, f"{_public_url(gw)}/api/stream/{run}?token={token}")
+
+
+def run_url(gw: GatewayState, run: str) -> str:
+    """Where ``run``'s status and result are read."""
+    return f"{_public_url(gw)}/api/runs/{run}"
+
+
+def _public_url(gw: GatewayState) -> str:
+    return gw.settings.public_url.rstrip("/")
 
 
 def verify_stream_token(gw: GatewayState, token: str, run: str) -> TokenClaims:

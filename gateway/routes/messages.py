@@ -32,7 +32,7 @@ from gateway.idempotency import (
 )
 from gateway.run_starter import start_chat_workflow
 from gateway.state import Caller, GatewayState, State
-from gateway.stream_tokens import mint_stream_token
+from gateway.stream_tokens import run_url, stream_access
 from gateway.unstarted import KEYED_QUEUED_PRODUCER, QUEUED_PRODUCER
 from schemas import (
     DEFAULT_ORG,
@@ -172,13 +172,12 @@ async def _replay(
 def _accepted(
     gw: GatewayState, org: str, run: str, conversation_id: str, *, replayed: bool = False
 ) -> Response:
-    base = gw.settings.public_url.rstrip("/")
-    token = mint_stream_token(gw, run, org)
+    access = stream_access(gw, run, org)
     accepted = MessageAccepted(
         workflow_id=run,
         conversation_id=conversation_id,
-        stream_url=f"{base}/api/stream/{run}?token={token}",
-        run_url=f"{base}/api/runs/{run}",
-        stream_token=token,
+        stream_url=access.url,
+        run_url=run_url(gw, run),
+        stream_token=access.token,
     )
     return json_response(accepted, 202, {"Idempotent-Replayed": "true"} if replayed else None)

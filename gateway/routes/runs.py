@@ -10,7 +10,7 @@ from agentstream.runtime.temporal import request_cancel
 from gateway.auth import own_run
 from gateway.params import RunIdPath
 from gateway.state import Caller, State
-from gateway.stream_tokens import mint_stream_token
+from gateway.stream_tokens import stream_access
 from schemas import RunView
 
 router = APIRouter()
@@ -32,11 +32,8 @@ async def get_run(run: RunIdPath, gw: State, principal: Caller) -> Response:
 async def stream_token(run: RunIdPath, gw: State, principal: Caller) -> Response:
     """A fresh stream token, e.g. for a run started through Temporal directly."""
     view = await own_run(principal, run, gw.directory.find)
-    token = mint_stream_token(gw, run, view.org)
-    base = gw.settings.public_url.rstrip("/")
-    return json_response(
-        {"stream_token": token, "stream_url": f"{base}/api/stream/{run}?token={token}"}
-    )
+    access = stream_access(gw, run, view.org)
+    return json_response({"stream_token": access.token, "stream_url": access.url})
 
 
 @router.post("/api/runs/{run}/cancel", status_code=202, responses={202: {}, **_ERRORS})

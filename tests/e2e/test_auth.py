@@ -134,6 +134,7 @@ async def test_stream_tokens_open_exactly_their_own_run(
     run = acme_run["workflow_id"]
     token = acme_run["stream_token"]
     assert acme_run["stream_url"].endswith(f"/api/stream/{run}?token={token}")
+    assert acme_run["run_url"].endswith(f"/api/runs/{run}")
     other = (
         await http.post(
             f"{secure}/api/messages", json={"message": "x"}, headers=_bearer(KEY_GLOBEX)
@@ -153,6 +154,12 @@ async def test_stream_tokens_open_exactly_their_own_run(
 
     first = await _first_event(http, f"{url}?token={token}")
     assert first.event == "status" and first.json()["stage"] == "queued"
+    fresh = (
+        await http.post(f"{secure}/api/runs/{run}/stream-token", headers=_bearer(KEY_ACME))
+    ).json()
+    assert fresh["stream_url"].endswith(f"/api/stream/{run}?token={fresh['stream_token']}")
+    again = await _first_event(http, f"{url}?token={fresh['stream_token']}")
+    assert again.id == first.id
 
     temporal = await Client.connect(stack.temporal_address, data_converter=data_converter)
     await temporal.get_workflow_handle(other["workflow_id"]).terminate("test over")
