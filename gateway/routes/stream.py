@@ -4,6 +4,9 @@ Served as raw ASGI ahead of FastAPI (``gateway.front_routes``): a stream lasts a
 client stays, and whatever its request passed through would stay with it. The checks are the
 ones FastAPI made, in its order and with its error bodies: the parameters (every problem in one
 400), then access, then the event ID, then the run.
+
+Where a stream resumes is read here and nowhere else: ``_params`` takes the ``Last-Event-ID``
+header, else ``?last_event_id=``, and ``_resume_after`` parses it once access is granted.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ def _turns() -> _Turns:
 
 class _Params(NamedTuple):
     run: str
+    # Unparsed: a bad one is refused only after the access check.
     last_event_id: str | None
     token: str | None
 
@@ -164,7 +168,9 @@ async def _admit(
     return org, gw.stream_slots.acquire(key)
 
 
-def _parse_last_event_id(raw: str | None) -> int:
+def _resume_after(raw: str | None) -> int:
+    """The event ID a stream resumes after (0: from the start), from ``_params``' last event
+    ID; 400 for anything but an event ID."""
     if raw is None or raw == "":
         return 0
     # isascii: str.isdigit also accepts non-ASCII digits (superscripts, Arabic-Indic), which
@@ -176,7 +182,7 @@ def _parse_last_event_id(raw: str | None) -> int:
 
 async def _open(gw: GatewayState, org: str | None, run: str, raw_last_id: str | None) -> _Opened:
     """Where the stream starts, and of which org; 404 for a run nothing knows."""
-    after = _parse_last_event_id(raw_last_id)
+    after = _resume_after(raw_last_id)
     view = None
     if org is None:
         # Open mode: the org is the run's own (Temporal, the database), else the one its
