@@ -19,9 +19,9 @@ from agentstream.runtime.nats_contract import ensure_runs_stream
 from agentstream.runtime.openapi_bodies import publish_body_schemas
 from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.temporal import connect_temporal
-from gateway.asgi_routes import OUTAGES, RawRoutes, operations
+from gateway.asgi_routes import OUTAGES
 from gateway.auth import Authenticator
-from gateway.front_routes import FrontRoutedApp
+from gateway.front_routes import FrontRoutedApp, operations
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
 from gateway.open_runs import OpenRuns
@@ -132,20 +132,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 await hub.settled()
             await nc.drain()
 
-    # SSE streams ahead of all of FastAPI: an idle one then holds only its own frames.
+    # The bridge and the SSE streams ahead of all of FastAPI: a post skips its per-request
+    # work, an idle stream holds only its own frames.
+    front_routes = [bridge.ROUTE, *stream.ROUTES]
     app = FrontRoutedApp(
-        front_routes=stream.ROUTES,
+        front_routes=front_routes,
         title="agentstream gateway",
         version="0.1.0",
         lifespan=lifespan,
     )
     install_error_handlers(app, metrics)
-    raw_routes = [bridge.ROUTE]
-    # Inside CloseUnreadBodyMiddleware: a raw route's early refusals drain the body too.
-    app.add_middleware(RawRoutes, routes=raw_routes)
     app.add_middleware(CloseUnreadBodyMiddleware)
     install_outage_handlers(app)
-    publish_body_schemas(app, operations([*raw_routes, *stream.ROUTES]))
+    publish_body_schemas(app, operations(front_routes))
     for module in (messages, runs):
         app.include_router(module.router)
 

@@ -1,23 +1,17 @@
-"""The gateway's hottest routes, served as plain ASGI ahead of FastAPI's router.
+"""Raw ASGI requests and answers, for the routes served ahead of FastAPI (``gateway.front_routes``).
 
-A callback-bridge post is a few microseconds of the gateway's own work; FastAPI's routing,
-dependency solving and request/response wrappers cost several times that per request (py-spy,
-``make bench`` ingest). Routes registered here are matched on method and path before any of it
-and handed the raw ASGI call; every other request goes through FastAPI unchanged. Their errors
-keep the one JSON error shape (``agentstream.runtime.http``), and FastAPI's OpenAPI document still
-describes them (``operations``).
+A header or a bounded body read straight off the ASGI call, and JSON answers written to it. Errors
+keep the one JSON error shape (``agentstream.runtime.http``); a dependency's outage (``OUTAGES``)
+is a 503 here and in FastAPI's handlers alike.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import nats.errors
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from temporalio.service import RPCError
 
 from agentstream.runtime.http import BadRequest, PayloadTooLarge, ServiceError, Unavailable
@@ -34,49 +28,6 @@ OUTAGES: tuple[type[Exception], ...] = (
 )
 
 log = logging.getLogger(__name__)
-
-# The handler's arguments: the ASGI call, and the path's named parts.
-RawHandler = Callable[[Scope, Receive, Send, dict[str, str]], Awaitable[None]]
-
-
-class RawRoute:
-    """One route: a method, a path pattern with named groups, a handler and its OpenAPI text."""
-
-    def __init__(
-        self, method: str, path: str, pattern: str, handler: RawHandler, operation: dict[str, Any]
-    ) -> None:
-        self.method = method
-        # The path as OpenAPI writes it, e.g. ``/api/stream/{run}/chunk``.
-        self.path = path
-        self.pattern = re.compile(pattern)
-        self.handler = handler
-        self.operation = operation
-
-
-class RawRoutes:
-    """ASGI middleware: serves its routes itself, passes everything else on."""
-
-    def __init__(self, app: ASGIApp, routes: list[RawRoute]) -> None:
-        self.app = app
-        self._routes = routes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for route in self._routes:
-                if scope["method"] == route.method:
-                    found = route.pattern.fullmatch(scope["path"])
-                    if found is not None:
-                        await route.handler(scope, receive, send, found.groupdict())
-                        return
-        await self.app(scope, receive, send)
-
-
-def operations(routes: list[RawRoute]) -> dict[str, dict[str, Any]]:
-    """The OpenAPI ``paths`` entries of ``routes``."""
-    paths: dict[str, dict[str, Any]] = {}
-    for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = route.operation
-    return paths
 
 
 async def send_json(

@@ -13,11 +13,13 @@ from typing import Any
 import msgspec
 from starlette.types import Receive, Scope, Send
 
+from agentstream.runtime.asgi_close_unread import CloseUnreadBodyMiddleware
 from agentstream.runtime.http import BadRequest, PayloadTooLarge, Unauthorized, decode_body_with
 from agentstream.runtime.openapi_bodies import json_body
 from agentstream.runtime.tokens import TokenClaims, TokenError, verify_token
-from gateway.asgi_routes import RawRoute, header, read_body, send_error, send_json
+from gateway.asgi_routes import header, read_body, send_error, send_json
 from gateway.auth import parse_bearer
+from gateway.front_routes import RawRoute
 from gateway.run_appender import AgentEvent
 from gateway.state import GatewayState
 from schemas import (
@@ -94,10 +96,10 @@ async def publish_chunk(gw: GatewayState, run: str, claims: TokenClaims, body: b
     return Published(ids=stored.ids, duplicate=stored.duplicate)
 
 
-async def _serve(scope: Scope, receive: Receive, send: Send, path: dict[str, str]) -> None:
+async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
     gw: GatewayState = scope["state"]["gateway"]
     try:
-        run = path["run"]
+        run = scope["path_params"]["run"]
         if not is_valid_id(run):
             raise BadRequest(f"run must match {ID_PATTERN}")
         # Refused before the body is read: an unauthorised sender cannot make us buffer it.
@@ -145,5 +147,10 @@ _OPERATION: dict[str, Any] = {
 }
 
 ROUTE = RawRoute(
-    "POST", "/api/stream/{run}/chunk", r"/api/stream/(?P<run>[^/]+)/chunk", _serve, _OPERATION
+    "POST",
+    "/api/stream/{run}/chunk",
+    r"/api/stream/(?P<run>[^/]+)/chunk",
+    # Served ahead of the app's middleware: a body refused unread is drained here, as there.
+    CloseUnreadBodyMiddleware(_serve),
+    _OPERATION,
 )

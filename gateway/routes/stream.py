@@ -21,8 +21,9 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from agentstream.runtime.http import BadRequest, NotFound, Unauthorized
-from gateway.asgi_routes import RawRoute, header, send_error
+from gateway.asgi_routes import header, send_error
 from gateway.auth import own_run
+from gateway.front_routes import RawRoute
 from gateway.run_stream import stream_run
 from gateway.sse_frames import Frame, message, opening
 from gateway.sse_response import SseStream
@@ -80,10 +81,10 @@ class _Opened(NamedTuple):
     stored: AgentResult | None
 
 
-async def _serve(scope: Scope, receive: Receive, send: Send, path: dict[str, str]) -> None:
+async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
     gw: GatewayState = scope["state"]["gateway"]
     try:
-        run, opened, release = await _begin(scope, gw, path)
+        run, opened, release = await _begin(scope, gw, scope["path_params"])
     except InvalidIdError as exc:
         await send_error(send, scope, BadRequest(str(exc)))
         return

@@ -5,12 +5,12 @@ from __future__ import annotations
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from gateway.asgi_routes import RawRoute, send_json
-from gateway.front_routes import FrontRoutedApp
+from gateway.asgi_routes import send_json
+from gateway.front_routes import FrontRoutedApp, RawRoute
 
 
-async def _echo(scope: Scope, receive: Receive, send: Send, path: dict[str, str]) -> None:
-    await send_json(send, 200, b'{"item":"%b"}' % path["item"].encode())
+async def _echo(scope: Scope, receive: Receive, send: Send) -> None:
+    await send_json(send, 200, b'{"item":"%b"}' % scope["path_params"]["item"].encode())
 
 
 def _app() -> FrontRoutedApp:
