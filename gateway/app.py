@@ -100,7 +100,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 "gateway": GatewayState(
                     settings=settings,
                     nc=nc,
-                    js=js,
                     temporal=temporal,
                     store=store,
                     hub=hub,

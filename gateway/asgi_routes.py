@@ -16,12 +16,14 @@ from temporalio.service import RPCError
 
 from agentstream.runtime.http import BadRequest, PayloadTooLarge, ServiceError, Unavailable
 from agentstream.runtime.metrics import LIMIT_HITS, LIMIT_HITS_HELP
+from agentstream.runtime.nats_contract import AppendBusy
 from agentstream.runtime.run_history import HistoryUnavailable
 from schemas import ErrorBody, encode
 
 # A dependency that is down or restarting: a 503 the caller may retry, not a 500.
 OUTAGES: tuple[type[Exception], ...] = (
     nats.errors.Error,
+    AppendBusy,
     HistoryUnavailable,
     RPCError,
     asyncio.TimeoutError,

@@ -2,14 +2,14 @@
 
 A post is stored only if the run has not finished and no newer attempt took over. Both are read
 from the run's last stored message, and every store is conditional on that message still being
-the last (``agentstream.runtime.nats_contract``), so a terminal event or a ``reset`` landing in
-between makes the store fail and the post is judged again: no late chunk is ever stored after a
-run ended.
+the last (``nats_contract.publish`` with ``expected_last``), so a terminal event or a ``reset``
+landing in between makes the store fail and the post is judged again: no late chunk is ever
+stored after a run ended.
 
-A post's events are stored as one message (``agentstream.runtime.nats_contract``): one publish
-and one acknowledgement, all or none, in order. Only a post too large for one NATS message (above
-the server's ``max_payload``) becomes several, each conditional on the one before; a failure
-between them leaves a prefix stored, and the agent's retry stores the rest.
+A post's events are stored as one message (``nats_contract.pack``): one publish and one
+acknowledgement, all or none, in order. Only a post too large for one NATS message (above the
+server's ``max_payload``) becomes several, each conditional on the one before; a failure between
+them leaves a prefix stored, and the agent's retry stores the rest.
 
 Each replica remembers the last message it stored per run, so the next post of the same attempt
 (an agent posts in order, to the same bridge) skips the read. A retried post is recognised by the
@@ -27,15 +27,13 @@ from nats.aio.client import Client as NATS
 
 from agentstream.runtime.http import Conflict, Unavailable
 from agentstream.runtime.nats_contract import (
-    AlreadyStored,
     AppendBusy,
     LastSequenceMoved,
     OutgoingEvent,
     Producer,
-    append,
     message_headers,
     pack,
-    run_subject,
+    publish,
 )
 from agentstream.runtime.run_history import HistoryReader
 from schemas import EVENTS_PER_MESSAGE, TERMINAL_EVENT_TYPES, event_id
@@ -99,7 +97,6 @@ class RunAppender:
         :class:`Unavailable` if the stream stayed busy.
         """
         key = (org, run)
-        subject = run_subject(org, run)
         tip = self._tips.pop(key, None)
         if tip is not None and tip.attempt != attempt:
             tip = None
@@ -113,21 +110,23 @@ class RunAppender:
             try:
                 while pending:
                     part = self._fitting(pending)
-                    seq = await append(
-                        self._nc, subject, _message(run, attempt, part), expected_last=tip.seq
-                    )
-                    ids += (event_id(seq, index) for index in range(len(part)))
-                    tip = _Tip(seq, attempt, part[-1].n)
+                    message = _message(run, attempt, part)
+                    stored = await publish(self._nc, org, run, message, expected_last=tip.seq)
+                    if stored.duplicate:
+                        break
+                    ids += (event_id(stored.seq, index) for index in range(len(part)))
+                    tip = _Tip(stored.seq, attempt, part[-1].n)
                     del pending[: len(part)]
-            except (LastSequenceMoved, AlreadyStored):
-                # Something else was stored, or this very message by an earlier try: look again.
-                tip = None
-                continue
+            except LastSequenceMoved:
+                pass
             except AppendBusy as exc:
                 raise Unavailable(
                     f"the run's stream is busy, retry: {exc}", headers={"Retry-After": "1"}
                 ) from None
-            break
+            if not pending:
+                break
+            # Something else was stored, or this very message by an earlier try: look again.
+            tip = None
         else:
             raise Unavailable(
                 f"run {run} kept moving while the post was stored, retry",

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from nats.aio.client import Client as NATS
-from nats.js.client import JetStreamContext
 from temporalio.client import Client as TemporalClient
 
 from agentstream.runtime.message_store import MessageStore
@@ -29,7 +28,6 @@ class GatewayState:
 
     settings: GatewaySettings
     nc: NATS
-    js: JetStreamContext
     temporal: TemporalClient
     store: MessageStore
     hub: LiveHub

@@ -145,7 +145,6 @@ class RunActivities:
         test_stage_delays: dict[str, float] | None = None,
     ) -> None:
         self._nc = nc
-        self._js = nc.jetstream()
         self._history = HistoryReader(nc)
         self._store = store
         self._sandboxes = sandboxes
@@ -157,7 +156,7 @@ class RunActivities:
         self._test_stage_delays = test_stage_delays or {}
 
     async def _publish(self, org: str, event: Status | Reset, producer: Producer) -> None:
-        await publish_event(self._js, org, event, producer=producer)
+        await publish_event(self._nc, org, event, producer=producer)
 
     async def _test_pause(self, stage: str) -> None:
         """TEST AID (WORKER_TEST_STAGE_DELAYS): hold ``stage`` open so a test can cancel in it."""

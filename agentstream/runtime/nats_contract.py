@@ -182,27 +182,6 @@ def msg_id_of(headers: Mapping[str, str]) -> MsgIdParts | None:
     return MsgIdParts(parts[1], int(parts[2]), int(parts[3]))
 
 
-async def publish_event(
-    js: JetStreamContext,
-    org: str,
-    event: BaseEvent,
-    *,
-    producer: Producer,
-    timeout: float = 5.0,
-) -> int:
-    """Store ``event`` in the run's subject and return its stream sequence.
-
-    Returns only after JetStream acknowledged the store, so the caller may retry on any error.
-    """
-    ack = await js.publish(
-        run_subject(org, event.run),
-        encode(event),
-        timeout=timeout,
-        headers=event_headers(event, producer),
-    )
-    return ack.seq
-
-
 # --- Several events in one message -------------------------------------------------------------
 # One message per bridge post makes the post one publish and one acknowledgement, stored all or
 # none and in order by construction, and lets JetStream's own ``Nats-Msg-Id`` de-duplication
@@ -360,11 +339,12 @@ async def direct_get_batch(
         await sub.unsubscribe()
 
 
-# --- Conditional stores ------------------------------------------------------------------------
-# Storing events in a run's subject on one condition: nothing else was stored there since.
-# JetStream checks ``Nats-Expected-Last-Subject-Sequence`` and stores in one step, so a decision
-# made from the run's last stored event ("the run has not finished", "no newer attempt took over")
-# cannot be raced by another store landing between the check and the write.
+# --- Storing ----------------------------------------------------------------------------------
+# Every store is a request on the run's subject answered by JetStream's acknowledgement, so the
+# caller learns the stored sequence, or why nothing was stored. A store may be conditional: on
+# ``Nats-Expected-Last-Subject-Sequence`` JetStream checks and stores in one step, so a decision
+# made from the run's last stored event ("the run has not finished", "no newer attempt took
+# over") cannot be raced by another store landing between the check and the write.
 
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 
@@ -375,63 +355,70 @@ _DUPLICATE_IN_PROCESS = 10158
 
 class OutgoingEvent(NamedTuple):
     """A message to store: one encoded event, or several packed together, and its headers
-    (its ``Nats-Msg-Id`` among them)."""
+    (``message_headers``)."""
 
     data: bytes
     headers: dict[str, str]
 
 
+class Stored(NamedTuple):
+    """Where a message is stored: its stream sequence; ``duplicate`` if it was already stored
+    (a retry, recognised by its ``Nats-Msg-Id``), ``seq`` then being the earlier store's."""
+
+    seq: int
+    duplicate: bool = False
+
+
 class AppendError(Exception):
-    """The events were not stored."""
+    """The events were not stored: the stream refused them."""
 
 
 class LastSequenceMoved(AppendError):
     """Something was stored in the subject after the expected sequence: look again."""
 
 
-class AlreadyStored(AppendError):
-    """The message's ``Nats-Msg-Id`` is already stored: this is a retry of a stored append."""
-
-    def __init__(self, seq: int) -> None:
-        super().__init__(f"already stored (sequence {seq})")
-        self.seq = seq
-
-
 class AppendBusy(AppendError):
-    """The stream is busy or unreachable for now; the same append may be retried."""
+    """The stream is busy or unreachable for now; the same store may be retried."""
 
 
-async def append(
+async def publish(
     nc: NATS,
-    subject: str,
-    event: OutgoingEvent,
+    org: str,
+    run: str,
+    message: OutgoingEvent,
     *,
-    expected_last: int,
+    expected_last: int | None = None,
     timeout: float = 5.0,
-) -> int:
-    """Store ``event`` after ``subject``'s message ``expected_last`` (0: none); return its
-    stream sequence.
+) -> Stored:
+    """Store ``message`` in the run's subject, after its message ``expected_last`` (0: none)
+    when given, and return where it is stored once JetStream acknowledged it.
 
-    Raises :class:`LastSequenceMoved` if the subject moved on, :class:`AlreadyStored` for a
-    retried append, :class:`AppendBusy` when the store did not answer or asked to retry later,
+    Raises :class:`LastSequenceMoved` if the subject moved on past ``expected_last``,
+    :class:`AppendBusy` when the store did not answer or asked to retry later, and
     :class:`AppendError` for any other refusal. Nothing is stored unless this returns.
     """
-    headers = {**event.headers, EXPECTED_LAST_SUBJECT_SEQ: str(expected_last)}
-    return await _request(nc, subject, event.data, headers, timeout)
-
-
-async def _request(
-    nc: NATS, subject: str, data: bytes, headers: dict[str, str], timeout: float
-) -> int:
+    headers = message.headers
+    if expected_last is not None:
+        headers = {**headers, EXPECTED_LAST_SUBJECT_SEQ: str(expected_last)}
     try:
-        reply = await nc.request(subject, data, timeout=timeout, headers=headers)
+        reply = await nc.request(
+            run_subject(org, run), message.data, timeout=timeout, headers=headers
+        )
     except (NatsTimeoutError, NoRespondersError, TimeoutError) as exc:
         raise AppendBusy(f"no answer from the stream: {exc!r}") from None
-    return _stored_sequence(reply.data)
+    return _stored(reply.data, conditional=expected_last is not None)
 
 
-def _stored_sequence(answer: bytes) -> int:
-    """The last stored sequence from a publish acknowledgement, or the refusal it names."""
+async def publish_event(
+    nc: NATS, org: str, event: BaseEvent, *, producer: Producer, timeout: float = 5.0
+) -> int:
+    """Store ``event`` alone in a message and return its stream sequence (:func:`publish`)."""
+    message = OutgoingEvent(encode(event), event_headers(event, producer))
+    return (await publish(nc, org, event.run, message, timeout=timeout)).seq
+
+
+def _stored(answer: bytes, *, conditional: bool) -> Stored:
+    """Where a publish acknowledgement says the message is stored, or the refusal it names."""
     try:
         ack = json.loads(answer)
     except ValueError:
@@ -439,12 +426,14 @@ def _stored_sequence(answer: bytes) -> int:
     error = ack.get("error")
     if error is None:
         if ack.get("duplicate"):
-            raise AlreadyStored(int(ack.get("seq", 0)))
-        return int(ack["seq"])
+            return Stored(int(ack.get("seq", 0)), duplicate=True)
+        return Stored(int(ack["seq"]))
     code = error.get("err_code")
     description = error.get("description", "")
-    if code in _WRONG_LAST_SEQUENCE or code == _DUPLICATE_IN_PROCESS:
+    # Another request is storing the same Nats-Msg-Id: a conditional store looks again; any
+    # other store is answered as a duplicate once it retries.
+    if code in _WRONG_LAST_SEQUENCE or (code == _DUPLICATE_IN_PROCESS and conditional):
         raise LastSequenceMoved(description)
-    if error.get("code") == 503:
+    if error.get("code") == 503 or code == _DUPLICATE_IN_PROCESS:
         raise AppendBusy(description)
     raise AppendError(f"stream refused the events: {description} ({code})")

@@ -15,14 +15,12 @@ import msgspec
 from nats.aio.client import Client as NATS
 
 from agentstream.runtime.nats_contract import (
-    AlreadyStored,
     AppendBusy,
     LastSequenceMoved,
     OutgoingEvent,
     Producer,
-    append,
     event_headers,
-    run_subject,
+    publish,
 )
 from agentstream.runtime.run_history import HistoryReader
 from schemas import CompletenessTally, TerminalEvent, encode, event_id
@@ -45,7 +43,6 @@ async def publish_terminal(
     had already ended (a retried or concurrent publish)."""
     tally = CompletenessTally()
     last_id = last_seq = 0
-    subject = run_subject(org, event.run)
     for _ in range(_MAX_TRIES):
         async for stored in history.read(org, event.run, after=last_id):
             if stored.terminal:
@@ -55,11 +52,12 @@ async def publish_terminal(
         proved = msgspec.structs.replace(event, completeness=tally.proof())
         outgoing = OutgoingEvent(encode(proved), event_headers(proved, Producer.TERMINAL))
         try:
-            seq = await append(nc, subject, outgoing, expected_last=last_seq, timeout=timeout)
-        except AlreadyStored:
-            return None
+            end = await publish(
+                nc, org, event.run, outgoing, expected_last=last_seq, timeout=timeout
+            )
         except (LastSequenceMoved, AppendBusy) as exc:
             log.info("run %s moved on while its end was proved (%s): reading on", event.run, exc)
             continue
-        return event_id(seq)
+        # A duplicate: a retried or concurrent publish of this very end stored it already.
+        return None if end.duplicate else event_id(end.seq)
     raise TerminalNotStored(f"run {event.run} did not hold still for its terminal event")

@@ -130,7 +130,7 @@ async def _queue(
     # Queued is published first so it precedes anything a worker publishes for the run. Its
     # Nats-Msg-Id derives from the run ID: racing duplicates of a keyed request store it once.
     queued = Status(run=run, stage=Stage.QUEUED)
-    await publish_event(gw.js, org, queued, producer=producer)
+    await publish_event(gw.nc, org, queued, producer=producer)
     return chat
 
 

@@ -7,7 +7,7 @@ import httpx
 import nats
 
 from agentstream.devstack.stack import LocalStack
-from agentstream.runtime.nats_contract import publish_event
+from agentstream.runtime.nats_contract import Producer, publish_event
 from schemas import Token
 from tests.e2e.runs import assert_complete, read_whole_run, start_run
 
@@ -98,7 +98,7 @@ async def test_events_another_org_publishes_under_a_runs_id_never_reach_its_read
     nc = await nats.connect(stack.nats_url)
     try:
         rogue = Token(run=run, n=999, text="INJECTED by another org")
-        await publish_event(nc.jetstream(), "rogue", rogue, producer="agent")
+        await publish_event(nc, "rogue", rogue, producer=Producer.AGENT)
     finally:
         await nc.close()
 

@@ -21,7 +21,7 @@ from ulid import ULID
 from agentstream.devstack.processes import free_port
 from agentstream.devstack.stack import LocalStack
 from agentstream.runtime.message_store import MessageStore, open_pool
-from agentstream.runtime.nats_contract import publish_event
+from agentstream.runtime.nats_contract import Producer, publish_event
 from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.temporal_codec import data_converter
 from gateway.terminal_guard import publish_missing_terminal
@@ -48,10 +48,12 @@ async def _temporal(stack: LocalStack) -> TemporalClient:
     return await TemporalClient.connect(stack.temporal_address, data_converter=data_converter)
 
 
-async def _queue(nc: NATS, run: str, *, ago_ns: int = 0, producer: str = QUEUED_PRODUCER) -> None:
+async def _queue(
+    nc: NATS, run: str, *, ago_ns: int = 0, producer: Producer = QUEUED_PRODUCER
+) -> None:
     """Store ``run``'s ``queued`` as a gateway does before it starts the workflow."""
     queued = Status(run=run, stage=Stage.QUEUED, ts=time.time_ns() - ago_ns)
-    await publish_event(nc.jetstream(), DEFAULT_ORG, queued, producer=producer)
+    await publish_event(nc, DEFAULT_ORG, queued, producer=producer)
 
 
 async def test_a_run_answered_before_its_start_is_known_at_once_and_ends_done(

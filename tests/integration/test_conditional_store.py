@@ -17,11 +17,12 @@ from nats.aio.client import Client as NATS
 import gateway.run_appender
 from agentstream.runtime.http import Conflict
 from agentstream.runtime.nats_contract import (
-    AlreadyStored,
     LastSequenceMoved,
+    Producer,
+    Stored,
     StoredEvent,
-    append,
     ensure_runs_stream,
+    publish,
     publish_event,
     run_subject,
 )
@@ -122,19 +123,20 @@ async def test_a_post_whose_answer_was_lost_is_stored_once_when_retried(
     retried = await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, post)
     assert retried.duplicate
     events = await stored(nc, run)
-    with pytest.raises(AlreadyStored):
-        # Even on a current view: JetStream de-duplicates it by its Nats-Msg-Id.
-        await append(nc, run_subject(ORG, run), message, expected_last=events[-1].seq)
+    # Even on a current view: JetStream de-duplicates it by its Nats-Msg-Id.
+    again = await publish(nc, ORG, run, message, expected_last=events[-1].seq)
+    assert again == Stored(events[-1].seq, duplicate=True)
     assert [e.data for e in events] == data_of(post)
 
 
 async def test_a_post_on_a_stale_view_is_refused(nc: NATS) -> None:
     run = new_run()
-    subject = run_subject(ORG, run)
     await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, posted(run, 0, 3))
     for post in (posted(run, 3, 1), posted(run, 3, 4)):
         with pytest.raises(LastSequenceMoved):
-            await append(nc, subject, gateway.run_appender._message(run, 1, post), expected_last=0)
+            await publish(
+                nc, ORG, run, gateway.run_appender._message(run, 1, post), expected_last=0
+            )
     assert len(await stored(nc, run)) == 3
 
 
@@ -158,15 +160,15 @@ async def test_a_post_cut_off_between_its_messages_is_completed_once_by_the_retr
     doomed = await nats.connect(nats_url)
     stores = 0
 
-    async def dies_after_the_first_store(*args: object, **kwargs: object) -> int:
+    async def dies_after_the_first_store(*args: object, **kwargs: object) -> Stored:
         # The replica dies once the first of the post's messages is stored.
         nonlocal stores
         stores += 1
         if stores > 1:
             await doomed.close()
-        return await append(*args, **kwargs)  # type: ignore[arg-type]
+        return await publish(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(gateway.run_appender, "append", dies_after_the_first_store)
+    monkeypatch.setattr(gateway.run_appender, "publish", dies_after_the_first_store)
     with pytest.raises(nats.errors.ConnectionClosedError):
         await RunAppender(doomed, HistoryReader(doomed), max_message_bytes=2_048).append(
             ORG, run, 1, post
@@ -203,7 +205,7 @@ class EndsRunAfterLooking(HistoryReader):
         seen = await super().last_event(org, run)
         if self._ending is not None:
             ending, self._ending = self._ending, None
-            await publish_event(self._nc.jetstream(), org, ending, producer="terminal")
+            await publish_event(self._nc, org, ending, producer=Producer.TERMINAL)
         return seen
 
 
@@ -213,7 +215,7 @@ async def test_a_run_ending_between_check_and_store_refuses_the_post_and_every_l
     run = new_run()
     done = Done(run=run, result=AgentResult(final_answer="ok"))
     appender = RunAppender(nc, EndsRunAfterLooking(nc, done))
-    await publish_event(nc.jetstream(), ORG, Token(run=run, n=0, text="a"), producer="agent")
+    await publish_event(nc, ORG, Token(run=run, n=0, text="a"), producer=Producer.AGENT)
     for first in (1, 2):
         with pytest.raises(Conflict, match="finished"):
             await appender.append(ORG, run, 1, posted(run, first, 3))
@@ -250,7 +252,7 @@ async def test_consecutive_posts_skip_the_look_and_still_see_the_run_end(
     assert looks == 1, "one look for the attempt's first post, none after"
     retried = await appender.append(ORG, run, 1, posted(run, 27, 3))
     assert retried.duplicate, "a retry of a stored post is answered as stored, not refused"
-    await publish_event(nc.jetstream(), ORG, Failed(run=run, reason="x"), producer="terminal")
+    await publish_event(nc, ORG, Failed(run=run, reason="x"), producer=Producer.TERMINAL)
     with pytest.raises(Conflict):
         await appender.append(ORG, run, 1, posted(run, 30, 1))
     assert len(await stored(nc, run)) == 31
@@ -276,7 +278,7 @@ async def test_events_stored_before_another_producers_are_skipped_not_stored_twi
     run = new_run()
     await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, posted(run, 0, 3))
     status = Status(run=run, attempt=1, stage=Stage.AGENT_STARTED)
-    await publish_event(nc.jetstream(), ORG, status, producer="call_agent")
+    await publish_event(nc, ORG, status, producer=Producer.CALL_AGENT)
     # Events 1 and 2 again, after another producer's event, through a replica that never saw
     # them: the messages' Nats-Msg-Id name what the attempt stored.
     result = await RunAppender(nc, HistoryReader(nc)).append(ORG, run, 1, posted(run, 1, 4))
@@ -318,7 +320,7 @@ class StoresAfterReading(HistoryReader):
         if not self.late_landed:
             self.late_landed = True
             late = Token(run=run, n=99, text="late")
-            await publish_event(self._nc.jetstream(), org, late, producer="agent")
+            await publish_event(self._nc, org, late, producer=Producer.AGENT)
 
 
 async def test_an_event_landing_while_the_end_is_proved_is_covered_not_lost(nc: NATS) -> None:

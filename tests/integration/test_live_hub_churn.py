@@ -19,7 +19,7 @@ from nats.aio.subscription import Subscription
 
 from agentstream.devstack.processes import ServiceProcess, free_port
 from agentstream.devstack.stack import binary_path
-from agentstream.runtime.nats_contract import ensure_runs_stream, publish_event
+from agentstream.runtime.nats_contract import Producer, ensure_runs_stream, publish_event
 from gateway.live_hub import LiveHub, Watcher, _RunChannel
 from schemas import Token
 
@@ -97,8 +97,7 @@ async def test_a_thousand_clients_leaving_during_subscription_setup_leave_no_sub
     nats_server: NatsWithMonitoring, replica: NATS
 ) -> None:
     producer = await nats.connect(nats_server.url)
-    js = producer.jetstream()
-    await ensure_runs_stream(js, max_age_s=3600, replicas=1)
+    await ensure_runs_stream(producer.jetstream(), max_age_s=3600, replicas=1)
     hub = HeldHub(replica, runs=RUNS)
     runs = [f"run_churn_{i}" for i in range(RUNS)]
     # Runs whose first client leaves while the others wait, and the others stay to read.
@@ -152,7 +151,9 @@ async def test_a_thousand_clients_leaving_during_subscription_setup_leave_no_sub
         async with asyncio.timeout(30):
             # The clients that stayed got a working subscription despite their first leaving.
             for run in staying:
-                await publish_event(js, "default", Token(run=run, n=0, text="x"), producer="agent")
+                await publish_event(
+                    producer, "default", Token(run=run, n=0, text="x"), producer=Producer.AGENT
+                )
             await asyncio.gather(*(t for run in staying for t in tasks[run][1:]))
             await hub.settled()
         assert all(len(received[run]) == CLIENTS_PER_RUN - 1 for run in staying)

@@ -15,7 +15,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from agentstream.runtime.nats_contract import ensure_runs_stream, publish_event
+from agentstream.runtime.nats_contract import Producer, ensure_runs_stream, publish_event
 from gateway.live_hub import LiveHub, Watcher
 from gateway.sse_frames import Frame
 from schemas import Token
@@ -51,9 +51,10 @@ async def test_a_hundred_watched_runs_get_their_own_events_from_one_task(
         assert hub.watched_runs == RUNS
         assert len(asyncio.all_tasks()) <= tasks_before + 1, "one delivery task, not one a run"
 
-        js = producer.jetstream()
         for n, run in enumerate(runs):
-            await publish_event(js, "default", Token(run=run, n=n, text=run), producer="agent")
+            await publish_event(
+                producer, "default", Token(run=run, n=n, text=run), producer=Producer.AGENT
+            )
         async with asyncio.timeout(10):
             for run, watcher in watchers.items():
                 item = await watcher.get()

@@ -59,7 +59,7 @@ class Parts:
         """A fresh run, queued as POST /api/messages queues it."""
         run = f"run_{ULID()}"
         queued = Status(run=run, stage=Stage.QUEUED)
-        await publish_event(self.nc.jetstream(), DEFAULT_ORG, queued, producer=QUEUED_PRODUCER)
+        await publish_event(self.nc, DEFAULT_ORG, queued, producer=QUEUED_PRODUCER)
         return ChatInput(prompt="hello", conversation_id=run, org=DEFAULT_ORG)
 
 

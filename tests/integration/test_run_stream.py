@@ -10,7 +10,12 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from agentstream.runtime.nats_contract import StoredEvent, ensure_runs_stream, publish_event
+from agentstream.runtime.nats_contract import (
+    Producer,
+    StoredEvent,
+    ensure_runs_stream,
+    publish_event,
+)
 from agentstream.runtime.run_history import HistoryReader
 from gateway.live_hub import LiveHub
 from gateway.run_stream import stream_run
@@ -34,11 +39,12 @@ async def connections(nats_url: str) -> AsyncIterator[tuple[NATS, NATS]]:
 
 
 async def _publish_run(producer: NATS, run: str, tokens: int) -> None:
-    js = producer.jetstream()
     for n in range(tokens):
-        await publish_event(js, "default", Token(run=run, n=n, text=f"t{n}"), producer="agent")
+        await publish_event(
+            producer, "default", Token(run=run, n=n, text=f"t{n}"), producer=Producer.AGENT
+        )
     done = Done(run=run, result=AgentResult(final_answer="ok"))
-    await publish_event(js, "default", done, producer="terminal")
+    await publish_event(producer, "default", done, producer=Producer.TERMINAL)
 
 
 async def _collect(hub: LiveHub, history: HistoryReader, run: str) -> list[Frame]:
@@ -81,8 +87,9 @@ async def test_a_live_tail_that_never_arrives_is_read_from_the_stream(
     hub = LiveHub(gateway, client_queue_size=256)
     history = HistoryReader(gateway)
     run = "run_lost_tail"
-    js = producer.jetstream()
-    await publish_event(js, "default", Token(run=run, n=0, text="first"), producer="agent")
+    await publish_event(
+        producer, "default", Token(run=run, n=0, text="first"), producer=Producer.AGENT
+    )
     events = stream_run(hub, history, "default", run, after=0, idle_check_s=IDLE_CHECK_S)
     async with asyncio.timeout(20):
         (first,) = await anext(events)
@@ -103,8 +110,7 @@ async def test_a_hole_in_live_delivery_is_refilled_before_anything_after_it(
     hub = LiveHub(gateway, client_queue_size=256)
     history = HistoryReader(gateway)
     run = "run_hole"
-    js = producer.jetstream()
-    await publish_event(js, "default", Token(run=run, n=0, text="a"), producer="agent")
+    await publish_event(producer, "default", Token(run=run, n=0, text="a"), producer=Producer.AGENT)
     # Idle checks effectively off: only the hole in the sequence can trigger the refill.
     events = stream_run(hub, history, "default", run, after=0, idle_check_s=60)
     async with asyncio.timeout(20):
@@ -112,8 +118,12 @@ async def test_a_hole_in_live_delivery_is_refilled_before_anything_after_it(
         channel = hub._channels[f"live.default.{run}"]
         assert channel.subscription is not None
         await channel.subscription.unsubscribe()
-        seq_b = await publish_event(js, "default", Token(run=run, n=1, text="b"), producer="agent")
-        seq_c = await publish_event(js, "default", Token(run=run, n=2, text="c"), producer="agent")
+        seq_b = await publish_event(
+            producer, "default", Token(run=run, n=1, text="b"), producer=Producer.AGENT
+        )
+        seq_c = await publish_event(
+            producer, "default", Token(run=run, n=2, text="c"), producer=Producer.AGENT
+        )
         # Only "c" arrives live, naming "b" as its predecessor: "b" was lost.
         (watcher,) = channel.watchers
         late = StoredEvent(seq=seq_c, position=0, prev_seq=seq_b, type="token", data=b"{}")
@@ -159,8 +169,9 @@ async def test_live_events_pending_together_reach_the_client_as_one_batch_encode
     hub = LiveHub(gateway, client_queue_size=256)
     history = HistoryReader(gateway)
     run = "run_batched"
-    js = producer.jetstream()
-    await publish_event(js, "default", Token(run=run, n=0, text="first"), producer="agent")
+    await publish_event(
+        producer, "default", Token(run=run, n=0, text="first"), producer=Producer.AGENT
+    )
     clients = [stream_run(hub, history, "default", run, after=0, idle_check_s=60) for _ in range(3)]
     async with asyncio.timeout(20):
         for client in clients:
@@ -168,7 +179,9 @@ async def test_live_events_pending_together_reach_the_client_as_one_batch_encode
         (watcher, *_) = hub._channels[f"live.default.{run}"].watchers
         # Published while no client reads: every client's next read takes all five at once.
         for n in range(1, 6):
-            await publish_event(js, "default", Token(run=run, n=n, text=f"t{n}"), producer="agent")
+            await publish_event(
+                producer, "default", Token(run=run, n=n, text=f"t{n}"), producer=Producer.AGENT
+            )
         while len(watcher._items) < 5:
             await gateway.flush()
         batches = [await anext(client) for client in clients]

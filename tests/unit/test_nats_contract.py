@@ -3,19 +3,29 @@ messages read back as events."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, cast
 
 import pytest
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from agentstream.runtime.nats_contract import (
     EVENT_COUNT_HEADER,
     EVENT_TYPE_HEADER,
+    EXPECTED_LAST_SUBJECT_SEQ,
+    AppendBusy,
+    AppendError,
     LastEvent,
+    LastSequenceMoved,
     MalformedEnvelope,
     MsgIdParts,
+    OutgoingEvent,
     Producer,
     RunSubject,
+    Stored,
     event_headers,
     last_event_of,
     live_subject,
@@ -23,11 +33,14 @@ from agentstream.runtime.nats_contract import (
     msg_id_of,
     pack,
     parse_subject,
+    publish,
+    publish_event,
     run_subject,
     run_subject_any_org,
     stored_events,
     unpack,
 )
+from gateway.asgi_routes import send_error
 from schemas import InvalidIdError, Stage, Token, encode, event_id, message_seq
 
 
@@ -162,3 +175,84 @@ def test_the_last_event_of_a_message_is_its_newest() -> None:
     )
     foreign = {"Nats-Sequence": "5", EVENT_TYPE_HEADER: "done"}
     assert last_event_of(foreign) == LastEvent(seq=5, type="done", attempt=0, producer="", n=-1)
+
+
+class _Stream:
+    """A NATS client whose every request JetStream answers with ``answer`` (or fails with it)."""
+
+    def __init__(self, answer: dict[str, Any] | Exception) -> None:
+        self.answer = answer
+        self.sent: list[tuple[str, bytes, dict[str, str]]] = []
+
+    async def request(
+        self, subject: str, data: bytes, *, timeout: float, headers: dict[str, str]
+    ) -> Msg:
+        self.sent.append((subject, data, headers))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return Msg(None, data=json.dumps(self.answer).encode())  # type: ignore[arg-type]
+
+
+def _refusal(code: int, err_code: int) -> dict[str, Any]:
+    return {"error": {"code": code, "err_code": err_code, "description": "no"}}
+
+
+async def test_a_publish_is_a_request_on_the_runs_subject_answered_with_its_sequence() -> None:
+    stream = _Stream({"stream": "RUNS", "seq": 12})
+    nc = cast(NATS, stream)
+    token = Token(run="r", n=3, text="x")
+    assert await publish_event(nc, "acme", token, producer=Producer.AGENT) == 12
+    message = OutgoingEvent(b"{}", message_headers("r", Producer.AGENT, 1, 4, ["token"]))
+    assert await publish(nc, "acme", "r", message, expected_last=12) == Stored(12)
+    (subject, data, headers), (_, _, conditional) = stream.sent
+    assert (subject, data) == ("runs.acme.r", encode(token))
+    assert headers == event_headers(token, Producer.AGENT)
+    assert conditional == {**message.headers, EXPECTED_LAST_SUBJECT_SEQ: "12"}
+
+
+async def test_a_message_stored_before_is_answered_as_a_duplicate() -> None:
+    nc = cast(NATS, _Stream({"stream": "RUNS", "seq": 7, "duplicate": True}))
+    message = OutgoingEvent(b"{}", {})
+    for expected_last in (None, 9):
+        stored = await publish(nc, "acme", "r", message, expected_last=expected_last)
+        assert stored == Stored(7, duplicate=True)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected_last", "error"),
+    [
+        (_refusal(400, 10071), 3, LastSequenceMoved),
+        (_refusal(400, 10164), 3, LastSequenceMoved),
+        # The same Nats-Msg-Id being stored by another request: a conditional store looks again,
+        # any other is retried (and then answered as a duplicate).
+        (_refusal(409, 10158), 3, LastSequenceMoved),
+        (_refusal(409, 10158), None, AppendBusy),
+        (_refusal(503, 10023), None, AppendBusy),
+        (NatsTimeoutError(), None, AppendBusy),
+        (NoRespondersError(), 3, AppendBusy),
+        (_refusal(400, 10054), None, AppendError),
+    ],
+)
+async def test_a_refusal_says_whether_to_look_again_retry_or_give_up(
+    answer: dict[str, Any] | Exception, expected_last: int | None, error: type[Exception]
+) -> None:
+    nc = cast(NATS, _Stream(answer))
+    with pytest.raises(error) as raised:
+        await publish(nc, "acme", "r", OutgoingEvent(b"{}", {}), expected_last=expected_last)
+    assert type(raised.value) is error
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(AppendBusy("busy"), 503), (NatsTimeoutError(), 503), (AppendError("refused"), 500)],
+)
+async def test_at_the_http_edge_a_busy_stream_is_a_503_and_a_refusal_a_500(
+    error: Exception, status: int
+) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await send_error(send, {"type": "http"}, error)
+    assert sent[0]["status"] == status
