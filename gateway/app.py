@@ -19,12 +19,12 @@ from agentstream.runtime.nats_contract import ensure_runs_stream
 from agentstream.runtime.openapi_bodies import publish_body_schemas
 from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.temporal import connect_temporal
-from gateway.asgi_routes import OUTAGES
 from gateway.auth import Authenticator
 from gateway.front_routes import FrontRoutedApp, operations
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
 from gateway.open_runs import OpenRuns
+from gateway.raw_asgi import OUTAGES
 from gateway.routes import bridge, messages, runs, stream
 from gateway.run_appender import RunAppender
 from gateway.run_directory import RunDirectory

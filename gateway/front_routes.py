@@ -9,7 +9,7 @@ the raw ASGI call, with its path's named parts in ``scope["path_params"]`` (wher
 them); every other request goes through FastAPI unchanged, and FastAPI's OpenAPI document still
 describes these routes (``operations``).
 
-A handler served here owns everything: its errors (``asgi_routes.send_error``) and any body it
+A handler served here owns everything: its errors (``raw_asgi.send_error``) and any body it
 refuses unread (wrapped in ``CloseUnreadBodyMiddleware``, it drains it as FastAPI's routes do).
 The paths of these routes belong to them: another method gets the 405 FastAPI gave, and a
 trailing slash the redirect its router gave.
@@ -27,7 +27,7 @@ from starlette.datastructures import URL
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.asgi_routes import send_json
+from gateway.raw_asgi import send_json
 from schemas import ErrorBody, encode
 
 

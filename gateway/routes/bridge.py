@@ -17,9 +17,9 @@ from agentstream.runtime.asgi_close_unread import CloseUnreadBodyMiddleware
 from agentstream.runtime.http import BadRequest, PayloadTooLarge, Unauthorized, decode_body_with
 from agentstream.runtime.openapi_bodies import json_body
 from agentstream.runtime.tokens import TokenClaims, TokenError, verify_token
-from gateway.asgi_routes import header, read_body, send_error, send_json
 from gateway.auth import parse_bearer
 from gateway.front_routes import RawRoute
+from gateway.raw_asgi import header, read_body, send_error, send_json
 from gateway.run_appender import AgentEvent
 from gateway.state import GatewayState
 from schemas import (

@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from agentstream.runtime.http import BadRequest, NotFound, Unauthorized
-from gateway.asgi_routes import header, send_error
 from gateway.auth import own_run
 from gateway.front_routes import RawRoute
+from gateway.raw_asgi import header, send_error
 from gateway.run_stream import stream_run
 from gateway.sse_frames import Frame, message, opening
 from gateway.sse_response import SseStream

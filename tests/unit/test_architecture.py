@@ -1,8 +1,6 @@
 """Architecture rules: each concept has one home, and services never import the developer stack.
 
-The rules read the source with ``ast``. ``KNOWN`` counts today's exceptions: a new violation
-fails ``test_no_new_violation``, and a fixed one fails ``test_every_known_violation_remains``
-until its entry is deleted. Issue 10's commits empty ``KNOWN``; do not add to it.
+The rules read the source with ``ast``; any violation fails ``test_the_rules_hold``.
 """
 
 from __future__ import annotations
@@ -20,8 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 TREES = ("gateway", "worker", "agent", "schemas", "agentstream", "examples", "benchmarks")
 
-# Each concept's one home. Issue 10 creates these modules; until then their contents are
-# spread out, which is what KNOWN records.
+# Each concept's one home.
 NATS_CONTRACT = "agentstream.runtime.nats_contract"
 TEMPORAL_REFS = "agentstream.runtime.temporal"
 SETTINGS = "agentstream.runtime.settings"
@@ -41,8 +38,6 @@ ACTIVITY_BY_NAME = frozenset(
 ENVIRONMENT = frozenset({"environ", "environb", "getenv", "getenvb"})
 
 Violation = tuple[str, str, str]  # rule, file, offending text
-
-KNOWN: Counter[Violation] = Counter()
 
 
 @dataclass(frozen=True)
@@ -191,14 +186,9 @@ def test_the_scan_covers_every_tree() -> None:
     assert scanned == set(TREES)
 
 
-def test_no_new_violation() -> None:
-    new = found() - KNOWN
-    assert not new, f"architecture rules broken (see this file's rules): {sorted(new)}"
-
-
-def test_every_known_violation_remains() -> None:
-    fixed = KNOWN - found()
-    assert not fixed, f"fixed: delete (or lower the count of) these KNOWN entries: {sorted(fixed)}"
+def test_the_rules_hold() -> None:
+    broken = found()
+    assert not broken, f"architecture rules broken (see this file's rules): {sorted(broken)}"
 
 
 @pytest.mark.parametrize(

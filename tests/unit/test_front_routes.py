@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from gateway.asgi_routes import send_json
 from gateway.front_routes import FrontRoutedApp, RawRoute
+from gateway.raw_asgi import send_json
 
 
 async def _echo(scope: Scope, receive: Receive, send: Send) -> None:

@@ -40,7 +40,7 @@ from agentstream.runtime.nats_contract import (
     stored_events,
     unpack,
 )
-from gateway.asgi_routes import send_error
+from gateway.raw_asgi import send_error
 from schemas import InvalidIdError, Stage, Token, encode, event_id, message_seq
 
 
