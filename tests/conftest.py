@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -46,6 +48,21 @@ async def pg_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[s
 def database_dsn(server_dsn: str, name: str) -> str:
     """``server_dsn`` pointed at database ``name`` (host, port and socket options kept)."""
     return urlunsplit(urlsplit(server_dsn)._replace(path=f"/{name}"))
+
+
+@contextlib.asynccontextmanager
+async def throwaway_database(server_dsn: str, prefix: str) -> AsyncIterator[str]:
+    """The DSN of a fresh, empty database on ``server_dsn``, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex}"
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield database_dsn(server_dsn, name)
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -9,31 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
-import nats
-import pytest
 from nats.aio.client import Client as NATS
 
-from agentstream.runtime.nats_contract import Producer, ensure_runs_stream, publish_event
+from agentstream.runtime.nats_contract import Producer, publish_event
 from gateway.live_hub import LiveHub, Watcher
 from gateway.sse_frames import Frame
 from schemas import Token
 
 RUNS = 100
-
-
-@pytest.fixture
-async def connections(nats_url: str) -> AsyncIterator[tuple[NATS, NATS]]:
-    """The gateway's connection and a producer's."""
-    gateway = await nats.connect(nats_url)
-    producer = await nats.connect(nats_url)
-    await ensure_runs_stream(producer.jetstream(), max_age_s=3600, replicas=1)
-    try:
-        yield gateway, producer
-    finally:
-        await gateway.close()
-        await producer.close()
 
 
 async def test_a_hundred_watched_runs_get_their_own_events_from_one_task(

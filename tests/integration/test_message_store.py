@@ -4,7 +4,6 @@ PostgreSQL database."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -14,7 +13,7 @@ import pytest
 from agentstream.runtime.message_store import MessageStore, StoredMessage, open_pool
 from agentstream.runtime.migrations import MIGRATIONS, migrate
 from schemas import AgentResult, ChatInput, SandboxInfo, SqlQuery, ToolCall, Usage
-from tests.conftest import database_dsn
+from tests.conftest import throwaway_database
 
 RESULT = AgentResult(
     final_answer="3 users, café ☕",
@@ -30,16 +29,8 @@ RESULT = AgentResult(
 @pytest.fixture
 async def dsn(pg_server: str) -> AsyncIterator[str]:
     """A fresh, empty database, dropped afterwards."""
-    name = f"agentstream_unit_{uuid.uuid4().hex}"
-    admin = await asyncpg.connect(pg_server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield database_dsn(pg_server, name)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with throwaway_database(pg_server, "agentstream_unit") as fresh:
+        yield fresh
 
 
 @pytest.fixture

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
-import nats
-import pytest
 from nats.aio.client import Client as NATS
 
 from agentstream.runtime.nats_contract import (
     Producer,
     StoredEvent,
-    ensure_runs_stream,
     publish_event,
 )
 from agentstream.runtime.run_history import HistoryReader
@@ -23,19 +19,6 @@ from gateway.sse_frames import Frame, frame_of
 from schemas import AgentResult, Done, Token, event_id
 
 IDLE_CHECK_S = 0.2
-
-
-@pytest.fixture
-async def connections(nats_url: str) -> AsyncIterator[tuple[NATS, NATS]]:
-    """The gateway's connection and a producer's: two, as in production."""
-    gateway = await nats.connect(nats_url)
-    producer = await nats.connect(nats_url)
-    await ensure_runs_stream(producer.jetstream(), max_age_s=3600, replicas=1)
-    try:
-        yield gateway, producer
-    finally:
-        await gateway.close()
-        await producer.close()
 
 
 async def _publish_run(producer: NATS, run: str, tokens: int) -> None:

@@ -7,7 +7,6 @@ sees every Python object the driver allocates for the rows it receives.
 from __future__ import annotations
 
 import tracemalloc
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +20,7 @@ from agent.sql_tools import sql_tools
 from agent.tools import ToolRecorder
 from agentstream.devstack.demo_dataset import ensure_demo_dataset, reader_dsn
 from schemas import BaseEvent, SqlQuery
-from tests.conftest import database_dsn
+from tests.conftest import throwaway_database
 
 MAX_BYTES = 65_536
 # What a query may cost the agent on top of its bounded result: driver buffers, a few batches
@@ -32,21 +31,13 @@ MEMORY_BOUND = 8 * 1024 * 1024
 @pytest.fixture(scope="module")
 async def analysis_dsn(pg_server: str) -> AsyncIterator[str]:
     """A throwaway demo database, read as the read-only role the agent uses."""
-    name = f"agentstream_sql_{uuid.uuid4().hex}"
-    admin = await asyncpg.connect(pg_server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+    async with throwaway_database(pg_server, "agentstream_sql") as dsn:
+        conn = await asyncpg.connect(dsn)
         try:
-            conn = await asyncpg.connect(database_dsn(pg_server, name))
-            try:
-                await ensure_demo_dataset(conn)
-            finally:
-                await conn.close()
-            yield reader_dsn(database_dsn(pg_server, name))
+            await ensure_demo_dataset(conn)
         finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+            await conn.close()
+        yield reader_dsn(dsn)
 
 
 @pytest.fixture
