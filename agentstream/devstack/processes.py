@@ -49,14 +49,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def port_or_free(preferred: int) -> int:
-    """``preferred`` if it can be bound on 127.0.0.1, else a free port."""
+def port_is_free(port: int) -> bool:
+    """Whether a server can listen on ``port`` of 127.0.0.1 now.
+
+    Checked as the servers bind (uvicorn, and Go's NATS and Temporal): with ``SO_REUSEADDR``, so
+    connections of a server stopped a moment ago, lingering in TIME_WAIT, do not make the port look
+    taken. A socket listening there still does.
+    """
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", preferred))
+            sock.bind(("127.0.0.1", port))
         except OSError:
-            return free_port()
-    return preferred
+            return False
+    return True
+
+
+def port_or_free(preferred: int) -> int:
+    """``preferred`` if a server can listen on it on 127.0.0.1, else a free port."""
+    return preferred if port_is_free(preferred) else free_port()
 
 
 class ServiceProcess:
