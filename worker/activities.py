@@ -82,10 +82,10 @@ class SaveMessageInput(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DestroySandboxInput(msgspec.Struct, frozen=True, kw_only=True):
-    """Input of ``destroy_sandbox``."""
+    """Input of ``destroy_sandbox``; without ``sandbox``, the one made for ``run``, by its ID."""
 
     run: str
-    sandbox: SandboxInfo
+    sandbox: SandboxInfo | None = None
 
 
 class TerminalInput(msgspec.Struct, frozen=True, kw_only=True):
@@ -341,4 +341,7 @@ class RunActivities:
     @activity.defn(name="destroy_sandbox")
     async def destroy_sandbox(self, params: DestroySandboxInput) -> None:
         """Remove the run's sandbox."""
-        await self._sandboxes.destroy(params.sandbox)
+        if params.sandbox is None:
+            await self._sandboxes.destroy_for_run(params.run)
+        else:
+            await self._sandboxes.destroy(params.sandbox)

@@ -54,6 +54,9 @@ _HEARTBEAT = timedelta(seconds=10)
 # either. Stopping the agent takes up to a heartbeat interval (when cancellation reaches it).
 _CLEANUP_RESERVE = timedelta(seconds=30)
 
+# Marks runs that destroy a sandbox they never learnt (``_finish``); earlier runs replay without.
+_DESTROY_UNKNOWN_SANDBOX = "destroy-unknown-sandbox"
+
 T = TypeVar("T")
 
 
@@ -68,6 +71,7 @@ class ChatWorkflow:
     def __init__(self) -> None:
         info = workflow.info()
         self._sandbox: SandboxInfo | None = None
+        self._creating = False
         self._timeout = info.execution_timeout or timedelta(seconds=DEFAULT_RUN_TIMEOUT_S)
         self._deadline = (
             info.workflow_start_time + self._timeout - min(_CLEANUP_RESERVE, self._timeout / 3)
@@ -182,6 +186,7 @@ class ChatWorkflow:
         """Create the sandbox, wait for an agent, and have it answer."""
         # Waited for even when the run is cancelled meanwhile: the activity either returns the
         # sandbox (destroyed by ``_finish``) or, cancelled, removes what it created.
+        self._creating = True
         self._sandbox = await workflow.execute_activity_method(
             RunActivities.create_sandbox,
             CreateSandboxInput(run=run, org=chat.org),
@@ -212,8 +217,16 @@ class ChatWorkflow:
         )
 
     async def _finish(self, run: str, terminal: TerminalInput) -> None:
-        """Destroy the sandbox, then publish the terminal event that ends every client's stream."""
-        if self._sandbox is not None:
+        """Destroy the sandbox, then publish the terminal event that ends every client's stream.
+
+        A run that asked for a sandbox but never learnt it has its sandbox destroyed by run ID:
+        when the creation's completion and the run's cancellation reach the workflow in one
+        task, the SDK reports the activity cancelled and its result is lost, sandbox and all.
+        """
+        unknown = (
+            self._sandbox is None and self._creating and workflow.patched(_DESTROY_UNKNOWN_SANDBOX)
+        )
+        if self._sandbox is not None or unknown:
             try:
                 await workflow.execute_activity_method(
                     RunActivities.destroy_sandbox,

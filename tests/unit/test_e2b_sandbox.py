@@ -215,6 +215,20 @@ class FakeFiles:
         return created
 
 
+class FakePaginator:
+    """Mimics ``e2b.AsyncSandboxPaginator``: pages fetched one ``next_items`` at a time."""
+
+    def __init__(self, pages: list[list[FakeE2B]]) -> None:
+        self._pages = pages
+
+    @property
+    def has_next(self) -> bool:
+        return bool(self._pages)
+
+    async def next_items(self) -> list[FakeE2B]:
+        return self._pages.pop(0)
+
+
 class FakeE2B:
     """Mimics the parts of ``e2b.AsyncSandbox`` the E2B backend uses.
 
@@ -229,8 +243,9 @@ class FakeE2B:
     # Kill of an unknown ID: the SDK returns False, but an older API/SDK may raise NotFound.
     kill_missing_raises: ClassVar[bool] = False
 
-    def __init__(self, sandbox_id: str) -> None:
+    def __init__(self, sandbox_id: str, metadata: dict[str, str] | None = None) -> None:
         self._id = sandbox_id
+        self.metadata = metadata or {}
         self.files = FakeFiles(self)
         self.commands = FakeCommands(self)
 
@@ -256,7 +271,7 @@ class FakeE2B:
         **opts: Any,
     ) -> FakeE2B:
         cls._record_cls("create", template=template, timeout=timeout, metadata=metadata, **opts)
-        sandbox = cls(f"isbx{len(cls.sandboxes) + 1:04d}")
+        sandbox = cls(f"isbx{len(cls.sandboxes) + 1:04d}", metadata)
         cls.sandboxes[sandbox.sandbox_id] = sandbox
         return sandbox
 
@@ -275,6 +290,19 @@ class FakeE2B:
         if cls.kill_missing_raises:
             raise e2b.SandboxNotFoundException(f"Sandbox {sandbox_id} not found")
         return False
+
+    @classmethod
+    def list(cls, query: e2b.SandboxQuery | None = None, **opts: Any) -> FakePaginator:
+        """The sandboxes whose metadata holds the query's, one page per sandbox."""
+        cls._record_cls("list", query=query, **opts)
+        wanted = (query.metadata if query is not None else None) or {}
+        return FakePaginator(
+            [
+                [sandbox]
+                for sandbox in cls.sandboxes.values()
+                if wanted.items() <= sandbox.metadata.items()
+            ]
+        )
 
     def get_host(self, port: int) -> str:
         self._record("get_host", port)
@@ -449,6 +477,24 @@ async def test_destroy_of_a_gone_sandbox_that_raises_not_found_is_fine(
     sdk.kill_missing_raises = True
     await provider.destroy(SandboxInfo(id="isbx0404", backend="e2b"))
     assert _names(sdk) == ["kill"]
+
+
+async def test_destroy_for_run_kills_the_runs_sandboxes_found_by_metadata(
+    provider: E2BSandboxProvider, sdk: type[FakeE2B]
+) -> None:
+    # Two for the run: a creation retried after its result was lost made a second one.
+    mine = [await provider.create("run_1"), await provider.create("run_1")]
+    other = await provider.create("run_2")
+    sdk.calls.clear()
+
+    await provider.destroy_for_run("run_1")
+
+    assert _names(sdk) == ["list", "kill", "kill"]
+    assert sdk.calls[0][2]["query"].metadata == {"run": "run_1"}
+    assert {call[1][0] for call in sdk.calls[1:]} == {info.id for info in mine}
+    assert set(sdk.sandboxes) == {other.id}
+    await provider.destroy_for_run("run_1")  # None left: nothing to do.
+    assert set(sdk.sandboxes) == {other.id}
 
 
 # Files

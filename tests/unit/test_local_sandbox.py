@@ -88,6 +88,21 @@ async def test_create_connect_destroy_lifecycle(provider: LocalSandboxProvider) 
         await provider.connect(info)
 
 
+async def test_destroy_for_run_removes_the_runs_sandbox_by_its_id(
+    provider: LocalSandboxProvider,
+) -> None:
+    info = await provider.create("run_lost")
+    other = await provider.create("run_kept")
+
+    await provider.destroy_for_run("run_lost")
+    await provider.destroy_for_run("run_lost")  # none left: not an error
+
+    with pytest.raises(SandboxError):
+        await provider.connect(info)
+    await provider.connect(other)
+    await provider.destroy(other)
+
+
 async def test_create_is_idempotent_and_keeps_files(provider: LocalSandboxProvider) -> None:
     info = await provider.create("run_x")
     await (await provider.connect(info)).write_file("keep.txt", "k")

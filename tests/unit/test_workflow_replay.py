@@ -31,6 +31,7 @@ def test_the_recorded_histories_are_there() -> None:
         "answer_after_cancellation",
         "answered",
         "cancelled_in_agent_call",
+        "cancelled_while_creating",
         "deadline_in_agent_call",
     ]
 

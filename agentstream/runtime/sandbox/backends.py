@@ -59,3 +59,7 @@ class SandboxBackends:
     async def destroy(self, info: SandboxInfo) -> None:
         """Destroy a sandbox through the backend that made it."""
         await self._for(info).destroy(info)
+
+    async def destroy_for_run(self, run: str) -> None:
+        """Destroy the sandbox ``create(run)`` made, on the configured backend, by run ID."""
+        await self._providers[self._default].destroy_for_run(run)

@@ -63,3 +63,11 @@ class SandboxProvider(Protocol):
     async def destroy(self, info: SandboxInfo) -> None:
         """Remove the sandbox; destroying one that is gone is not an error."""
         ...
+
+    async def destroy_for_run(self, run: str) -> None:
+        """Remove whatever sandbox ``create(run)`` made here, found by the run's ID alone.
+
+        For a caller that may not have learnt the sandbox's :class:`SandboxInfo`: a creation
+        whose result was lost. Finding none is not an error.
+        """
+        ...

@@ -28,6 +28,7 @@ from e2b import (
     NotFoundException,
     RateLimitException,
     SandboxNotRunningException,
+    SandboxQuery,
     SandboxUnreachableException,
     TimeoutException,
 )
@@ -350,3 +351,16 @@ class E2BSandboxProvider:
                 await self._sdk.kill(sandbox_id, api_key=self._api_key, retries=0)
         except NotFoundException:
             return
+
+    async def destroy_for_run(self, run: str) -> None:
+        """Kill every sandbox whose metadata names ``run`` (``create`` tags each one so)."""
+        require_id("run", run)
+        with self._errors("list"):
+            paginator = self._sdk.list(
+                query=SandboxQuery(metadata={"run": run}), api_key=self._api_key
+            )
+            found: list[str] = []
+            while paginator.has_next:
+                found.extend(str(item.sandbox_id) for item in await paginator.next_items())
+        for sandbox_id in found:
+            await self.destroy(SandboxInfo(id=sandbox_id, backend="e2b"))

@@ -291,6 +291,10 @@ class LocalSandboxProvider:
     async def destroy(self, info: SandboxInfo) -> None:
         await asyncio.to_thread(self._destroy, self._workspace(info), info.id)
 
+    async def destroy_for_run(self, run: str) -> None:
+        # The run's ID is its sandbox's ID here (see ``create``).
+        await self.destroy(SandboxInfo(id=require_id("run", run), backend="local"))
+
     def _destroy(self, workspace: Path, run: str) -> None:
         uid = self._claims.uid_of(run) if self._claims is not None else None
         if uid is not None:
