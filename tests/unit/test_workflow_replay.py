@@ -6,7 +6,9 @@ flight. ``workflow_histories/`` holds histories recorded by the workflow tests
 (``tests/integration/test_chat_workflow.py``) on the workflow as of commit c4248aa, which raced
 its deadline with ``asyncio.wait_for`` on CPython 3.11: an answered run (its deadline timer
 cancelled), a run cancelled while the agent works, one whose answer arrived after its
-cancellation, and one past its deadline in the agent call. Replaying needs no server.
+cancellation, and one past its deadline in the agent call; and one cancelled while creating its
+sandbox, recorded at 677f339, before a run destroyed a sandbox it never learnt. Replaying needs
+no server.
 """
 
 from __future__ import annotations
