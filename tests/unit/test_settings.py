@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import msgspec
 import pytest
@@ -55,211 +57,31 @@ def test_the_agent_reads_the_developer_stacks_demo_dataset_by_default(
     assert AgentSettings().default_connection == DEMO_CONNECTION
 
 
-# The inventory: every variable each service reads, the attribute it sets and the value it
-# parses to. Each row is checked alone, so a variable that reached another attribute, or none,
-# fails. Issue 10 declares these settings anew; this table says nothing changed for users.
+# The inventory (settings_inventory.json): every variable each service reads, the attribute it
+# sets and the value it parses to, and the documented defaults (README, Configuration). Each row
+# is checked alone, so a variable that reached another attribute, or none, fails. Issue 10
+# declared these settings anew; this table says nothing changed for users. A section may include
+# others, their attribute paths under a prefix ("nats." for the NATS settings of a service).
 Row = tuple[str, str, str, object]  # variable, its text, attribute path, parsed value
+_SECTIONS: dict[str, dict[str, Any]] = json.loads(
+    (Path(__file__).parent / "settings_inventory.json").read_text()
+)
 
-NATS_ROWS: list[Row] = [
-    ("NATS_URL", "nats://a:4222,nats://b:4222", "url", "nats://a:4222,nats://b:4222"),
-    ("NATS_USER", "gateway", "user", "gateway"),
-    ("NATS_PASSWORD", "s3cret", "password", "s3cret"),
-    ("NATS_CREDS", "/etc/nats/gw.creds", "creds_file", "/etc/nats/gw.creds"),
-    ("NATS_TLS_CA", "/tls/ca.pem", "tls_ca", "/tls/ca.pem"),
-    ("NATS_TLS_CERT", "/tls/cert.pem", "tls_cert", "/tls/cert.pem"),
-    ("NATS_TLS_KEY", "/tls/key.pem", "tls_key", "/tls/key.pem"),
-]
-# Read by the worker and the agent; the agent never makes a sandbox, so it ignores SANDBOX and
-# E2B_TEMPLATE, and the worker runs no command, so it ignores SANDBOX_ALLOW_UNCONFINED.
-SANDBOX_ROWS: list[Row] = [
-    ("SANDBOX", "e2b", "backend", "e2b"),
-    ("SANDBOX_ROOT", "/srv/sandboxes", "root", "/srv/sandboxes"),
-    ("SANDBOX_ALLOW_NETWORK", "1", "allow_network", True),
-    ("SANDBOX_ALLOW_UNCONFINED", "yes", "allow_unconfined", True),
-    ("E2B_API_KEY", "e2b_key", "e2b_api_key", "e2b_key"),
-    ("E2B_TEMPLATE", "nextjs", "e2b_template", "nextjs"),
-]
-TRUSTED_ROWS: list[Row] = [
-    *((name, text, f"nats.{path}", value) for name, text, path, value in NATS_ROWS),
-    ("TEMPORAL_ADDRESS", "temporal:7233", "temporal.address", "temporal:7233"),
-    ("TEMPORAL_NAMESPACE", "prod", "temporal.namespace", "prod"),
-    (
-        "DATABASE_URL",
-        "postgresql://app@db:5432/app",
-        "database_url",
-        "postgresql://app@db:5432/app",
-    ),
-    ("CALLBACK_SECRET", "0123456789abcdef", "callback_secret", "0123456789abcdef"),
-]
-GATEWAY_ROWS: list[Row] = [
-    *TRUSTED_ROWS,
-    ("PUBLIC_URL", "https://gw.example", "public_url", "https://gw.example"),
-    ("RUNS_MAX_AGE_S", "3600.5", "runs_max_age_s", 3600.5),
-    ("RUNS_REPLICAS", "3", "runs_replicas", 3),
-    ("SSE_PING_S", ".5", "sse_ping_s", 0.5),
-    ("SSE_RETRY_MS", "500", "sse_retry_ms", 500),
-    ("SSE_CLIENT_QUEUE", "64", "sse_client_queue", 64),
-    ("SSE_IDLE_CHECK_S", "2", "sse_idle_check_s", 2.0),
-    ("SSE_SEND_TIMEOUT_S", "10", "sse_send_timeout_s", 10.0),
-    ("SSE_TERMINAL_CHECK_S", "7.5", "sse_terminal_check_s", 7.5),
-    ("SSE_SHUTDOWN_GRACE_S", "0", "sse_shutdown_grace_s", 0.0),
-    ("MAX_BODY_BYTES", "2048", "max_body_bytes", 2048),
-    ("MAX_EVENTS_PER_POST", "10", "max_events_per_post", 10),
-    ("MAX_EVENT_BYTES", "1024", "max_event_bytes", 1024),
-    ("MAX_MESSAGE_CHARS", "100", "max_message_chars", 100),
-    ("API_KEYS", "acme:abc123", "api_keys", "acme:abc123"),
-    ("JWT_HS256_SECRET", "jwt-secret", "jwt_hs256_secret", "jwt-secret"),
-    (
-        "JWT_PUBLIC_KEY",
-        "-----BEGIN PUBLIC KEY-----",
-        "jwt_public_key",
-        "-----BEGIN PUBLIC KEY-----",
-    ),
-    ("JWT_JWKS_URL", "https://idp.example/jwks", "jwt_jwks_url", "https://idp.example/jwks"),
-    ("JWT_ORG_CLAIM", "tenant", "jwt_org_claim", "tenant"),
-    ("JWT_AUDIENCE", "agentstream", "jwt_audience", "agentstream"),
-    ("JWT_ISSUER", "https://idp.example", "jwt_issuer", "https://idp.example"),
-    ("STREAM_TOKEN_TTL_S", "60", "stream_token_ttl_s", 60),
-    ("RATE_LIMIT_RPS", "2.5", "rate_limit_rps", 2.5),
-    ("RATE_LIMIT_BURST", "5", "rate_limit_burst", 5),
-    ("MAX_STREAMS_PER_KEY", "8", "max_streams_per_key", 8),
-    ("RUN_TIMEOUT_S", "600", "run_timeout_s", 600.0),
-    ("MAX_OPEN_RUNS_PER_ORG", "12", "max_open_runs_per_org", 12),
-    ("START_GRACE_S", "4", "start_grace_s", 4.0),
-]
-WORKER_ROWS: list[Row] = [
-    *TRUSTED_ROWS,
-    ("WORKER_ORGS", "acme, beta,", "orgs", ["acme", "beta"]),
-    ("AGENT_URL", "http://agent:8100", "agent_url", "http://agent:8100"),
-    (
-        "GATEWAY_URL",
-        "http://gw-0:8000,http://gw-1:8000",
-        "gateway_urls",
-        ["http://gw-0:8000", "http://gw-1:8000"],
-    ),
-    *((name, text, f"sandbox.{path}", value) for name, text, path, value in SANDBOX_ROWS),
-    ("WORKER_HEARTBEAT_S", "0.5", "heartbeat_s", 0.5),
-    ("WORKER_AGENT_SLOTS", "8", "agent_slots", 8),
-    (
-        "WORKER_TEST_STAGE_DELAYS",
-        "create_sandbox=20, save_message=0.5",
-        "test_stage_delays",
-        {"create_sandbox": 20.0, "save_message": 0.5},
-    ),
-]
-AGENT_ROWS: list[Row] = [
-    ("AGENT_MODEL", "openai:gpt-4o-mini", "model", "openai:gpt-4o-mini"),
-    ("OPENAI_BASE_URL", "http://llm:11434/v1", "openai_base_url", "http://llm:11434/v1"),
-    ("OPENAI_API_KEY", "sk-test", "openai_api_key", "sk-test"),
-    *((name, text, f"sandbox.{path}", value) for name, text, path, value in SANDBOX_ROWS),
-    ("AGENT_COMMAND_TIMEOUT_S", "12.5", "command_timeout_s", 12.5),
-    ("AGENT_MAX_STEPS", "5", "max_steps", 5),
-    ("SCRIPTED_TOKEN_DELAY_S", "0", "scripted_token_delay_s", 0.0),
-    ("AGENT_FLUSH_INTERVAL_S", "0.1", "flush_interval_s", 0.1),
-    ("AGENT_FLUSH_MAX_CHARS", "64", "flush_max_chars", 64),
-    ("AGENT_MAX_BODY_BYTES", "1024", "max_body_bytes", 1024),
-    ("AGENT_MAX_CONCURRENT_RUNS", "4", "max_concurrent_runs", 4),
-    (
-        "AGENT_DATABASES",
-        "sales=postgresql://r@db/sales;hr=postgresql://r@db/hr?sslmode=require;",
-        "databases",
-        {"sales": "postgresql://r@db/sales", "hr": "postgresql://r@db/hr?sslmode=require"},
-    ),
-    ("AGENT_DEFAULT_CONNECTION", "sales", "default_connection", "sales"),
-    ("AGENT_SQL_TIMEOUT_MS", "1000", "sql_timeout_ms", 1000),
-    ("AGENT_SQL_ROW_CAP", "10", "sql_row_cap", 10),
-    ("AGENT_SQL_MAX_BYTES", "4096", "sql_max_bytes", 4096),
-]
 
-_NATS_DEFAULTS: dict[str, object] = {
-    "url": "nats://127.0.0.1:4222",
-    "user": None,
-    "password": None,
-    "creds_file": None,
-    "tls_ca": None,
-    "tls_cert": None,
-    "tls_key": None,
-}
-_SANDBOX_DEFAULTS: dict[str, object] = {
-    "backend": "local",
-    "root": ".run/sandboxes",
-    "allow_network": False,
-    "allow_unconfined": False,
-    "e2b_api_key": None,
-    "e2b_template": "base",
-}
-_TRUSTED_DEFAULTS: dict[str, object] = {
-    **{f"nats.{path}": value for path, value in _NATS_DEFAULTS.items()},
-    "temporal.address": "127.0.0.1:7233",
-    "temporal.namespace": "default",
-    "database_url": "postgresql://postgres@127.0.0.1:5432/postgres",
-    "callback_secret": "agentstream-dev-secret-change-me",
-}
-# The documented defaults (README, Configuration), as each service parses them.
-DEFAULTS: dict[str, dict[str, object]] = {
-    "nats": _NATS_DEFAULTS,
-    "temporal": {"address": "127.0.0.1:7233", "namespace": "default"},
-    "sandbox": _SANDBOX_DEFAULTS,
-    "gateway": {
-        **_TRUSTED_DEFAULTS,
-        "public_url": "",
-        "runs_max_age_s": 86_400.0,
-        "runs_replicas": 1,
-        "sse_ping_s": 15.0,
-        "sse_retry_ms": 2_000,
-        "sse_client_queue": 1_024,
-        "sse_idle_check_s": 5.0,
-        "sse_send_timeout_s": 30.0,
-        "sse_terminal_check_s": 30.0,
-        "sse_shutdown_grace_s": 1.0,
-        "max_body_bytes": 1_048_576,
-        "max_events_per_post": 500,
-        "max_event_bytes": 65_536,
-        "max_message_chars": 32_000,
-        "api_keys": "",
-        "jwt_hs256_secret": None,
-        "jwt_public_key": None,
-        "jwt_jwks_url": None,
-        "jwt_org_claim": "org",
-        "jwt_audience": None,
-        "jwt_issuer": None,
-        "stream_token_ttl_s": 3_600,
-        "rate_limit_rps": 20.0,
-        "rate_limit_burst": 40,
-        "max_streams_per_key": 64,
-        "run_timeout_s": 1_800.0,
-        "max_open_runs_per_org": 1_000,
-        "start_grace_s": 30.0,
-    },
-    "worker": {
-        **_TRUSTED_DEFAULTS,
-        "orgs": ["default"],
-        "agent_url": "http://127.0.0.1:8100",
-        "gateway_urls": ["http://127.0.0.1:8000"],
-        **{f"sandbox.{path}": value for path, value in _SANDBOX_DEFAULTS.items()},
-        "heartbeat_s": 2.0,
-        "agent_slots": 32,
-        "test_stage_delays": {},
-    },
-    "agent": {
-        "model": "",
-        "openai_base_url": None,
-        "openai_api_key": None,
-        **{f"sandbox.{path}": value for path, value in _SANDBOX_DEFAULTS.items()},
-        "command_timeout_s": 30.0,
-        "max_steps": 25,
-        "scripted_token_delay_s": 0.02,
-        "flush_interval_s": 0.025,
-        "flush_max_chars": 512,
-        "max_body_bytes": 262_144,
-        "max_concurrent_runs": 32,
-        "databases": {"demo": "postgresql://agentstream_reader@127.0.0.1:5432/postgres"},
-        "default_connection": "demo",
-        "sql_timeout_ms": 5_000,
-        "sql_row_cap": 200,
-        "sql_max_bytes": 65_536,
-    },
-}
+def _section(name: str, prefix: str = "") -> tuple[list[Row], dict[str, object]]:
+    """A section's rows and defaults with those of what it includes, paths under ``prefix``."""
+    section = _SECTIONS[name]
+    rows: list[Row] = []
+    defaults: dict[str, object] = {}
+    for included, under in section.get("includes", {}).items():
+        more_rows, more_defaults = _section(included, prefix + under)
+        rows += more_rows
+        defaults |= more_defaults
+    rows += [(var, text, prefix + path, value) for var, text, path, value in section["rows"]]
+    defaults |= {prefix + path: value for path, value in section["defaults"].items()}
+    return rows, defaults
+
+
 SERVICES: dict[str, type[EnvSettings]] = {
     "nats": NatsSettings,
     "temporal": TemporalSettings,
@@ -268,17 +90,8 @@ SERVICES: dict[str, type[EnvSettings]] = {
     "worker": WorkerSettings,
     "agent": AgentSettings,
 }
-INVENTORY: dict[str, list[Row]] = {
-    "nats": NATS_ROWS,
-    "temporal": [
-        ("TEMPORAL_ADDRESS", "temporal:7233", "address", "temporal:7233"),
-        ("TEMPORAL_NAMESPACE", "prod", "namespace", "prod"),
-    ],
-    "sandbox": SANDBOX_ROWS,
-    "gateway": GATEWAY_ROWS,
-    "worker": WORKER_ROWS,
-    "agent": AGENT_ROWS,
-}
+INVENTORY = {service: _section(service)[0] for service in SERVICES}
+DEFAULTS = {service: _section(service)[1] for service in SERVICES}
 
 
 def _flat(settings: msgspec.Struct, prefix: str = "") -> dict[str, object]:
