@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import TextIO
@@ -113,18 +114,21 @@ async def chat(
         tally = CompletenessTally()
         # The URL carries the run's stream token; it is relative when no PUBLIC_URL is set.
         stream_url = str(httpx.URL(gateway).join(accepted["stream_url"]))
-        async for message in follow_run(client, stream_url):
-            printer.show(message)
-            if not message.terminal:
-                if message.id is not None:
-                    tally.add(int(message.id), message.data.encode())
-                continue
-            if not check_completeness(message, tally, printer):
-                return EXIT_FAILED
-            if message.event == "done":
-                return EXIT_DONE
-            if message.event == "cancelled":
-                return EXIT_CANCELLED
-            if message.event == "failed":
-                return EXIT_FAILED
+        # Closed on return, before the client: the stream's connection must not be left to
+        # the event loop's shutdown, which would race the generators that hold it.
+        async with contextlib.aclosing(follow_run(client, stream_url)) as messages:
+            async for message in messages:
+                printer.show(message)
+                if not message.terminal:
+                    if message.id is not None:
+                        tally.add(int(message.id), message.data.encode())
+                    continue
+                if not check_completeness(message, tally, printer):
+                    return EXIT_FAILED
+                if message.event == "done":
+                    return EXIT_DONE
+                if message.event == "cancelled":
+                    return EXIT_CANCELLED
+                if message.event == "failed":
+                    return EXIT_FAILED
     return EXIT_FAILED

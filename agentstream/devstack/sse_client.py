@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ class SseMessage:
         return self.event in TERMINAL_EVENT_TYPES
 
 
-async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[SseMessage]:
+async def parse_sse(lines: AsyncIterator[str]) -> AsyncGenerator[SseMessage, None]:
     """Parse SSE lines into messages (comments and ``retry:`` are skipped)."""
     event, event_id = "message", None
     data: list[str] = []
@@ -56,8 +57,12 @@ async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[SseMessage]:
 
 async def read_stream(
     client: httpx.AsyncClient, url: str, *, last_event_id: str | None = None
-) -> AsyncIterator[SseMessage]:
-    """One connection's events; raises ``httpx.HTTPStatusError`` on a non-200 answer."""
+) -> AsyncGenerator[SseMessage, None]:
+    """One connection's events; raises ``httpx.HTTPStatusError`` on a non-200 answer.
+
+    The connection stays open until the generator ends: close it (``contextlib.aclosing``) when
+    leaving before the server ends the stream.
+    """
     headers = {"Accept": "text/event-stream"}
     if last_event_id:
         headers["Last-Event-ID"] = last_event_id
@@ -65,24 +70,33 @@ async def read_stream(
         if response.status_code != 200:
             await response.aread()
             response.raise_for_status()
-        async for message in parse_sse(response.aiter_lines()):
-            yield message
+        async with contextlib.aclosing(parse_sse(response.aiter_lines())) as messages:
+            async for message in messages:
+                yield message
 
 
 async def follow_run(
     client: httpx.AsyncClient, url: str, *, max_reconnects: int = 20
-) -> AsyncIterator[SseMessage]:
-    """Every event of a run up to its terminal one, reconnecting with ``Last-Event-ID``."""
+) -> AsyncGenerator[SseMessage, None]:
+    """Every event of a run up to its terminal one, reconnecting with ``Last-Event-ID``.
+
+    Consume it under ``contextlib.aclosing`` when leaving early: its open connection is closed
+    then, not whenever the event loop finalises the generator.
+    """
     last_id: str | None = None
     reconnects = 0
     while True:
         try:
-            async for message in read_stream(client, url, last_event_id=last_id):
-                if message.id is not None:
-                    last_id = message.id
-                yield message
-                if message.terminal:
-                    return
+            # Closed at once on return: the connection is still open after the terminal event.
+            async with contextlib.aclosing(
+                read_stream(client, url, last_event_id=last_id)
+            ) as messages:
+                async for message in messages:
+                    if message.id is not None:
+                        last_id = message.id
+                    yield message
+                    if message.terminal:
+                        return
         except httpx.TransportError:
             pass
         except httpx.HTTPStatusError as exc:

@@ -10,8 +10,13 @@ from agentstream.devstack.processes import free_port
 from agentstream.devstack.stack import LocalStack
 from gateway.auth import hash_api_key
 
+# What asyncio logs when a generator left suspended over an open HTTP stream is finalised at
+# exit, racing the generators it runs inside.
+_UNCLOSED_GENERATOR = "error occurred during closing of asynchronous generator"
+
 
 async def _chat(*args: str) -> tuple[int, str]:
+    """Run ``agentstream chat`` as a user does: its exit code and stdout; stderr must be clean."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -19,11 +24,15 @@ async def _chat(*args: str) -> tuple[int, str]:
         "chat",
         *args,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.PIPE,
     )
     async with asyncio.timeout(120):
-        output, _ = await process.communicate()
-    return await process.wait(), output.decode()
+        output, errors = await process.communicate()
+    code = await process.wait()
+    stderr = errors.decode()
+    assert _UNCLOSED_GENERATOR not in stderr, stderr
+    assert not re.search(r"\bERROR\b|Traceback", stderr), stderr
+    return code, output.decode()
 
 
 async def test_chat_prints_the_run_live_and_exits_zero_on_done(stack: LocalStack) -> None:
@@ -50,3 +59,14 @@ async def test_chat_sends_its_api_key_to_a_secured_gateway(stack: LocalStack) ->
         assert "Final answer:" in output
     finally:
         await gateway.stop()
+
+
+async def test_chat_ends_a_slowly_streamed_run_cleanly(stack: LocalStack) -> None:
+    # Tokens trickle in, so the client is following live, mid-connection, when the terminal
+    # event arrives and it returns: the open stream must be closed then, not at interpreter exit.
+    async with stack.dedicated_agent("slowcli", env={"SCRIPTED_TOKEN_DELAY_S": "0.05"}):
+        code, output = await _chat(
+            "Count my words please", "--gateway", stack.gateway_urls[0], "--org", "slowcli"
+        )
+    assert code == 0, output
+    assert "Final answer:" in output and "words: 4" in output
