@@ -22,6 +22,7 @@ import asyncpg
 from temporalio.client import Client as TemporalClient
 
 from agentstream.devstack.demo_dataset import DEMO_CONNECTION, ensure_demo_dataset, reader_dsn
+from agentstream.devstack.nats_cluster import NatsNode, jetstream_healthy, write_configs
 from agentstream.devstack.postgres import LocalDatabase, local_database
 from agentstream.devstack.processes import ServiceProcess, free_port, port_or_free
 from agentstream.runtime.settings import LOCAL_STACK_ENV
@@ -52,6 +53,12 @@ def binary_path(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def _serving_jetstream(node: NatsNode) -> Readiness:
+    """Readiness of a NATS node: its /healthz (JetStream up; in a cluster, a meta leader known).
+    A restarted node answers before its stream replicas have caught up."""
+    return lambda p: p.wait_until(lambda: jetstream_healthy(node), _READY_TIMEOUT_S)
+
+
 @dataclass
 class StackConfig:
     """How to lay the stack out. ``fixed_ports`` prefers the documented ports, else free ones."""
@@ -62,6 +69,10 @@ class StackConfig:
     fixed_ports: bool = True
     temporal_ui: bool = True
     database_url: str | None = None
+    # More than one: a JetStream cluster on loopback, stream RUNS replicated on up to 3 nodes.
+    nats_nodes: int = 1
+    # JetStream's ``sync_interval`` (``always``, or a duration); None: nats-server's 2 min.
+    nats_sync_interval: str | None = None
     agent_env: dict[str, str] = field(default_factory=dict)
     service_env: dict[str, str] = field(default_factory=dict)
 
@@ -87,9 +98,21 @@ class LocalStack:
         def port(preferred: int) -> int:
             return port_or_free(preferred) if fixed else free_port()
 
-        self.nats_port = port(4222)
-        # NATS's monitoring endpoint (/connz, /subsz): what each connection subscribes to.
-        self.nats_monitor_port = port(8222)
+        clustered = config.nats_nodes > 1
+        # Each node's name is its server_name and its process's name ("nats" when alone).
+        self.nats_nodes = [
+            NatsNode(
+                name=f"nats-{i}" if clustered else "nats",
+                client_port=port(4222 + i),
+                cluster_port=port(6222 + i) if clustered else 0,
+                # NATS's monitoring endpoint (/connz, /subsz, /jsz, /healthz).
+                monitor_port=port(8222 + i),
+                store_dir=self.state_dir / (f"nats-{i}" if clustered else "nats"),
+            )
+            for i in range(config.nats_nodes)
+        ]
+        self.nats_port = self.nats_nodes[0].client_port
+        self.nats_monitor_port = self.nats_nodes[0].monitor_port
         self.temporal_port = port(7233)
         self.temporal_ui_port = port(8233)
         self.agent_port = port(8100)
@@ -103,8 +126,8 @@ class LocalStack:
 
     @property
     def nats_url(self) -> str:
-        """Where NATS listens."""
-        return f"nats://127.0.0.1:{self.nats_port}"
+        """Where NATS listens: every node's URL, comma-separated (as ``NATS_URL`` takes them)."""
+        return ",".join(node.url for node in self.nats_nodes)
 
     @property
     def nats_monitor_url(self) -> str:
@@ -146,6 +169,7 @@ class LocalStack:
             AGENT_URL=self.agent_url,
             GATEWAY_URL=",".join(self.gateway_urls),
             PYTHONUNBUFFERED="1",
+            RUNS_REPLICAS=str(min(len(self.nats_nodes), 3)),
         )
         # Says explicitly that this is no deployment (see agentstream.runtime.settings).
         env[LOCAL_STACK_ENV] = "1"
@@ -172,29 +196,22 @@ class LocalStack:
         await ready(process)
         return process
 
-    async def start_nats(self) -> ServiceProcess:
-        """NATS with JetStream, its store under the state directory."""
-        store = self.state_dir / "nats"
-        return await self._launch(
-            ServiceProcess(
-                "nats",
-                [
-                    binary_path("nats-server"),
-                    "-a",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.nats_port),
-                    "-m",
-                    str(self.nats_monitor_port),
-                    "-js",
-                    "-sd",
-                    str(store),
-                ],
-                dict(os.environ),
-                self.log_dir,
-            ),
-            lambda p: p.wait_for_line("Server is ready", _READY_TIMEOUT_S),
-        )
+    async def start_nats(self) -> list[ServiceProcess]:
+        """NATS with JetStream: one node, or a cluster of ``nats_nodes``, each with its store and
+        configuration file under the state directory; ready once every node serves JetStream."""
+        write_configs(self.nats_nodes, self.config.nats_sync_interval)
+        processes = []
+        for node in self.nats_nodes:
+            argv = [binary_path("nats-server"), "-c", str(node.config_path)]
+            process = ServiceProcess(node.name, argv, dict(os.environ), self.log_dir)
+            self.processes[node.name] = process
+            self._readiness[node.name] = _serving_jetstream(node)
+            await process.start()
+            processes.append(process)
+        # A cluster elects its JetStream leader once a majority of nodes is up: every node
+        # starts before any is waited for.
+        await asyncio.gather(*(self._readiness[p.name](p) for p in processes))
+        return processes
 
     async def start_temporal(self) -> ServiceProcess:
         """Temporal's development server, its database under the state directory."""
