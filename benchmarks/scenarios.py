@@ -278,9 +278,10 @@ async def first_event(systems: Systems, name: str, options: Options) -> Result:
             path = answer.json()["stream_url"].removeprefix(gateway)
             async with request(origin, "GET", path, timeout_s=30.0) as response:
                 parser = FrameParser()
-                async for chunk in response.chunks(30.0):
-                    if parser.feed(chunk):
-                        break
+                async with contextlib.aclosing(response.chunks(30.0)) as chunks:
+                    async for chunk in chunks:
+                        if parser.feed(chunk):
+                            break
             times_ms.append((time.perf_counter() - started) * 1e3)
     figures = {"p50_ms": statistics.median(times_ms), "max_ms": max(times_ms)}
     return Result(figures, None, meter.percent(), f"{len(times_ms)} messages")

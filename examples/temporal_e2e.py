@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -153,8 +154,12 @@ async def stream_events(
     seen: list[SseMessage] = []
     # A gateway with API keys lets a caller of the run's org stream it without a stream token.
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=60.0), headers=headers) as client:
-        async for message in follow_run(client, url):
+    timeout = httpx.Timeout(10.0, read=60.0)
+    async with (
+        httpx.AsyncClient(timeout=timeout, headers=headers) as client,
+        contextlib.aclosing(follow_run(client, url)) as messages,
+    ):
+        async for message in messages:
             seen.append(message)
             printer.show(message)
     return seen

@@ -9,7 +9,8 @@ Events come out in batches: whatever is ready at once, so a client's frames leav
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 from agentstream.runtime.run_history import HistoryReader
 from gateway.live_hub import OVERFLOW, LiveHub, do_nothing
@@ -47,11 +48,12 @@ async def stream_run(
     tick = idle_check_s if tick_s is None else min(tick_s, idle_check_s)
     async with hub.watch(org, run, on_cut) as watcher:
         last = after
-        async for batch in _read_history(history, org, run, last):
-            yield batch
-            last = batch[-1].id
-            if batch[-1].terminal:
-                return
+        async with contextlib.aclosing(_read_history(history, org, run, last)) as batches:
+            async for batch in batches:
+                yield batch
+                last = batch[-1].id
+                if batch[-1].terminal:
+                    return
         quiet_since = loop.time()
         while True:
             items = await watcher.take(tick)
@@ -85,24 +87,26 @@ async def stream_run(
                 yield ready
             if refill:
                 found = False
-                async for batch in _read_history(history, org, run, last):
-                    found = True
-                    yield batch
-                    last = batch[-1].id
-                    if batch[-1].terminal:
-                        return
+                async with contextlib.aclosing(_read_history(history, org, run, last)) as batches:
+                    async for batch in batches:
+                        found = True
+                        yield batch
+                        last = batch[-1].id
+                        if batch[-1].terminal:
+                            return
                 if not found and not items:
                     yield []
 
 
 async def _read_history(
     history: HistoryReader, org: str, run: str, after: int
-) -> AsyncIterator[list[Frame]]:
+) -> AsyncGenerator[list[Frame], None]:
     batch: list[Frame] = []
-    async for event in history.read(org, run, after=after):
-        batch.append(frame_of(event))
-        if len(batch) == _HISTORY_BATCH or event.terminal:
-            yield batch
-            batch = []
+    async with contextlib.aclosing(history.read(org, run, after=after)) as events:
+        async for event in events:
+            batch.append(frame_of(event))
+            if len(batch) == _HISTORY_BATCH or event.terminal:
+                yield batch
+                batch = []
     if batch:
         yield batch

@@ -12,6 +12,7 @@ starts it if that failed: its ``queued`` names another producer, and it is never
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from agentstream.runtime.nats_contract import LastEvent, Producer
@@ -35,9 +36,10 @@ def is_only_queued(last: LastEvent | None) -> bool:
 
 async def queued_for_s(history: HistoryReader, org: str, run: str) -> float | None:
     """How long ago the gateway queued ``run`` (by the ``ts`` it stamped), if it did."""
-    async for stored in history.read(org, run, after=0):
-        first = decode_event(stored.data)
-        if not isinstance(first, Status):
-            return None
-        return max(0.0, (time.time_ns() - first.ts) / 1e9)
+    async with contextlib.aclosing(history.read(org, run, after=0)) as events:
+        async for stored in events:
+            first = decode_event(stored.data)
+            if not isinstance(first, Status):
+                return None
+            return max(0.0, (time.time_ns() - first.ts) / 1e9)
     return None

@@ -7,7 +7,8 @@ messages are read with nats.py's own direct get.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -45,13 +46,19 @@ class HistoryReader:
         self._js = nc.jetstream(timeout=timeout_s)
         self._timeout_s = timeout_s
 
-    async def read(self, org: str, run: str, *, after: int) -> AsyncIterator[StoredEvent]:
-        """Every stored event of ``org``'s ``run`` whose ID is greater than ``after``."""
+    async def read(self, org: str, run: str, *, after: int) -> AsyncGenerator[StoredEvent, None]:
+        """Every stored event of ``org``'s ``run`` whose ID is greater than ``after``.
+
+        A caller that stops early closes it (``contextlib.aclosing``), and it closes its own
+        reads in turn.
+        """
         # The message holding event ``after`` may hold later events too.
-        async for msg in self._messages(run_subject(org, run), max(message_seq(after), 1)):
-            for event in stored_events(msg):
-                if event.id > after:
-                    yield event
+        start = max(message_seq(after), 1)
+        async with contextlib.aclosing(self._messages(run_subject(org, run), start)) as messages:
+            async for msg in messages:
+                for event in stored_events(msg):
+                    if event.id > after:
+                        yield event
 
     async def last_number(self, org: str, run: str, producer: Producer, attempt: int) -> int:
         """The number of the newest event ``producer`` stored for ``attempt`` of the run (from
@@ -98,7 +105,7 @@ class HistoryReader:
         except TimeoutError:
             raise HistoryUnavailable(f"no answer from stream for {subject}") from None
 
-    async def _messages(self, subject: str, start: int) -> AsyncIterator[Msg]:
+    async def _messages(self, subject: str, start: int) -> AsyncGenerator[Msg, None]:
         """Every stored message of ``subject`` from sequence ``start``, in order."""
         while True:
             batch = await self._read_batch(subject, start)

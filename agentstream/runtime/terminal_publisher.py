@@ -9,6 +9,7 @@ without one) uses the same ``Nats-Msg-Id``, and a run that already ended is left
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import msgspec
@@ -44,11 +45,12 @@ async def publish_terminal(
     tally = CompletenessTally()
     last_id = last_seq = 0
     for _ in range(_MAX_TRIES):
-        async for stored in history.read(org, event.run, after=last_id):
-            if stored.terminal:
-                return None
-            tally.add(stored.id, stored.data)
-            last_id, last_seq = stored.id, stored.seq
+        async with contextlib.aclosing(history.read(org, event.run, after=last_id)) as events:
+            async for stored in events:
+                if stored.terminal:
+                    return None
+                tally.add(stored.id, stored.data)
+                last_id, last_seq = stored.id, stored.seq
         proved = msgspec.structs.replace(event, completeness=tally.proof())
         outgoing = OutgoingEvent(encode(proved), event_headers(proved, Producer.TERMINAL))
         try:

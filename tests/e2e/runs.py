@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import httpx
 
@@ -31,7 +32,9 @@ async def read_whole_run(
 
     async def read() -> list[SseMessage]:
         url = f"{gateway}/api/stream/{run}"
-        return [m async for m in read_stream(http, url, last_event_id=last_event_id)]
+        # A timeout cancels the read mid-stream: its connection is closed then.
+        async with contextlib.aclosing(read_stream(http, url, last_event_id=last_event_id)) as s:
+            return [m async for m in s]
 
     return await asyncio.wait_for(read(), RUN_TIMEOUT_S)
 

@@ -21,8 +21,10 @@ QUIET_WINDOW_S = 3.0
 
 async def _pump(http: httpx.AsyncClient, url: str, into: asyncio.Queue[SseMessage]) -> None:
     """Every event of one SSE connection, into a queue the test can wait on with a deadline."""
-    async for message in read_stream(http, url):
-        await into.put(message)
+    # The pump is cancelled mid-stream: its connection is closed then.
+    async with contextlib.aclosing(read_stream(http, url)) as messages:
+        async for message in messages:
+            await into.put(message)
 
 
 async def _assert_quiet(events: asyncio.Queue[SseMessage], why: str) -> None:

@@ -8,7 +8,7 @@ The terminal event's proof covers exactly the events stored before it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import nats
 import pytest
@@ -314,7 +314,7 @@ class StoresAfterReading(HistoryReader):
         super().__init__(nc)
         self.late_landed = False
 
-    async def read(self, org: str, run: str, *, after: int) -> AsyncIterator[StoredEvent]:
+    async def read(self, org: str, run: str, *, after: int) -> AsyncGenerator[StoredEvent, None]:
         async for event in super().read(org, run, after=after):
             yield event
         if not self.late_landed:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -74,7 +74,7 @@ class Response:
         """Drop the connection (the server sees the client leave)."""
         self._writer.close()
 
-    async def chunks(self, idle_timeout_s: float) -> AsyncIterator[bytes]:
+    async def chunks(self, idle_timeout_s: float) -> AsyncGenerator[bytes, None]:
         """The body as it arrives, de-chunked, one piece per socket read; raises ``HttpError``
         if nothing comes for ``idle_timeout_s`` or the connection breaks mid-body."""
         chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
@@ -110,10 +110,11 @@ class Response:
     async def read(self, timeout_s: float) -> bytes:
         """The whole (bounded) body."""
         body = bytearray()
-        async for chunk in self.chunks(timeout_s):
-            body += chunk
-            if len(body) > _MAX_BODY_BYTES:
-                raise HttpError("response body too large")
+        async with contextlib.aclosing(self.chunks(timeout_s)) as chunks:
+            async for chunk in chunks:
+                body += chunk
+                if len(body) > _MAX_BODY_BYTES:
+                    raise HttpError("response body too large")
         return bytes(body)
 
 

@@ -100,30 +100,31 @@ class Reader:
                     raise _Stop(detail)
                 raise HttpError(detail)
             parser = FrameParser()
-            async for chunk in response.chunks(plan.idle_timeout_s):
-                for frame in parser.feed(chunk):
-                    now = self._since_post()
-                    if record.first_event_s is None:
-                        record.first_event_s = now
-                    if frame.event in TERMINAL_EVENT_TYPES:
-                        record.terminal = frame.event
-                        record.terminal_s = now
-                        self.terminal_data = frame.data
-                        self.claim = claim_of(frame.data)
-                        return False
-                    if not check.add(frame.id, frame.data):
-                        if frame.id is None:
-                            raise MalformedStream(f"a {frame.event} event without an id")
-                        continue
-                    if frame.event == "token" and record.first_token_s is None:
-                        record.first_token_s = now
-                    elif frame.event == "status":
-                        record.last_stage = _stage(frame.data)
-                    drop = plan.planned_drop
-                    if drop is not None and not record.dropped and check.events >= drop:
-                        record.dropped = True
-                        response.close()
-                        return True
+            async with contextlib.aclosing(response.chunks(plan.idle_timeout_s)) as chunks:
+                async for chunk in chunks:
+                    for frame in parser.feed(chunk):
+                        now = self._since_post()
+                        if record.first_event_s is None:
+                            record.first_event_s = now
+                        if frame.event in TERMINAL_EVENT_TYPES:
+                            record.terminal = frame.event
+                            record.terminal_s = now
+                            self.terminal_data = frame.data
+                            self.claim = claim_of(frame.data)
+                            return False
+                        if not check.add(frame.id, frame.data):
+                            if frame.id is None:
+                                raise MalformedStream(f"a {frame.event} event without an id")
+                            continue
+                        if frame.event == "token" and record.first_token_s is None:
+                            record.first_token_s = now
+                        elif frame.event == "status":
+                            record.last_stage = _stage(frame.data)
+                        drop = plan.planned_drop
+                        if drop is not None and not record.dropped and check.events >= drop:
+                            record.dropped = True
+                            response.close()
+                            return True
             return False
 
     def terminal_reason(self) -> str:
