@@ -59,6 +59,18 @@ def _chunks(data: bytes, size: int = 65_536) -> AsyncIterator[bytes]:
     return generate()
 
 
+# Every route that names a run, as (method, path with {} for the run ID).
+_BRIDGE = ("POST", "/api/stream/{}/chunk")
+_RUN_ROUTES = [
+    ("GET", "/api/stream/{}"),
+    ("GET", "/api/stream?workflow_id={}"),
+    ("GET", "/api/runs/{}"),
+    ("POST", "/api/runs/{}/cancel"),
+    ("POST", "/api/runs/{}/stream-token"),
+    _BRIDGE,
+]
+
+
 class Flood:
     """Fires :data:`FLOOD_REQUESTS` bad requests with bounded concurrency and records answers."""
 
@@ -110,29 +122,13 @@ class Flood:
                 ]
             )
             return Probe("malformed_message", "POST", "/api/messages", 400, _JSON, body)
-        if roll < 0.36:
-            method, path = rng.choice(
-                [
-                    ("GET", f"/api/stream/{bad_id}"),
-                    ("GET", f"/api/runs/{bad_id}"),
-                    ("POST", f"/api/runs/{bad_id}/cancel"),
-                    ("POST", f"/api/runs/{bad_id}/stream-token"),
-                    ("POST", f"/api/stream/{bad_id}/chunk"),
-                ]
-            )
-            return Probe("invalid_run_id", method, path, 400, content=b"{}")
         if roll < 0.42:
-            return Probe("invalid_run_id", "GET", f"/api/stream?workflow_id={bad_id}", 400)
+            method, path = rng.choice(_RUN_ROUTES)
+            return Probe("invalid_run_id", method, path.format(bad_id), 400, content=b"{}")
         if roll < 0.54:
-            method, path = rng.choice(
-                [
-                    ("GET", f"/api/stream/{unknown}"),
-                    ("GET", f"/api/stream?workflow_id={unknown}"),
-                    ("GET", f"/api/runs/{unknown}"),
-                    ("POST", f"/api/runs/{unknown}/cancel"),
-                    ("POST", f"/api/runs/{unknown}/stream-token"),
-                ]
-            )
+            # The bridge refuses a request without its token before it looks for the run.
+            method, path = rng.choice([route for route in _RUN_ROUTES if route != _BRIDGE])
+            path = path.format(unknown)
             return Probe("unknown_run", method, path, 404)
         if roll < 0.64:
             bad = rng.choice(["abc", "-1", "1e3", "1.5", "9" * 21, "0x10", "+7", "7a"])
