@@ -18,11 +18,15 @@ from pathlib import Path
 import psutil
 import uvloop
 
-from benchmarks.report import Cell, as_json, table
+from benchmarks.report import Cell, as_json, durability_table, table
 from benchmarks.scenarios import Options, Result, Scenario, scenarios
-from benchmarks.systems import AGENTSTREAM, NULL_SINK, RELAY, running_systems
+from benchmarks.systems import AGENTSTREAM, AGENTSTREAM_SYNC, NULL_SINK, RELAY, running_systems
 
 Rows = list[tuple[Scenario, dict[str, Cell]]]
+
+# The rows ``--sync-always`` also runs on a NATS that fsyncs every message: what the bridge
+# stores is what durability costs.
+SYNC_ROWS = ("ingest_single", "ingest_batch50")
 
 
 def machine() -> dict[str, object]:
@@ -49,15 +53,20 @@ def raise_file_limit(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-async def bench(options: Options, repetitions: int, only: set[str] | None) -> Rows:
-    """Every scenario (or those in ``only``) on every system it applies to."""
+async def bench(
+    options: Options, repetitions: int, only: set[str] | None, *, sync_always: bool = False
+) -> Rows:
+    """Every scenario (or those in ``only``) on every system it applies to; with
+    ``sync_always``, the ingest rows on agentstream over a NATS that fsyncs every message too."""
     rows: Rows = []
-    async with running_systems() as systems:
+    async with running_systems(sync_always=sync_always) as systems:
         print(f"servers: {systems.pids} (profile one with py-spy, see README)", flush=True)
         for scenario in scenarios(options):
             if only and scenario.key not in only:
                 continue
             names = scenario.only or (NULL_SINK, RELAY, AGENTSTREAM)
+            if sync_always and scenario.key in SYNC_ROWS:
+                names = (*names, AGENTSTREAM_SYNC)
             results: dict[str, list[Result]] = {name: [] for name in names}
             for _ in range(repetitions):
                 for name in names:
@@ -84,6 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=7, help="POST /api/messages samples")
     parser.add_argument("--only", action="append", help="scenario key (repeatable)")
     parser.add_argument("--json", type=Path, default=Path(".run/bench.json"))
+    parser.add_argument(
+        "--sync-always",
+        action="store_true",
+        help="also run the ingest rows against a NATS with jetstream sync_interval: always",
+    )
     args = parser.parse_args(argv)
     idle = tuple(args.idle or [1_000]) + ((10_000,) if args.idle_10k else ())
     options = Options(
@@ -96,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     # Each idle connection is a descriptor on both ends; room for the largest set and the rest.
     raise_file_limit(2 * max(idle) + 4_096)
     # The generator on uvloop, as the servers are: a socket read costs it less Python.
-    rows = uvloop.run(bench(options, args.repetitions, set(args.only) if args.only else None))
+    only = set(args.only) if args.only else None
+    rows = uvloop.run(bench(options, args.repetitions, only, sync_always=args.sync_always))
     info = machine()
     print(
         f"\nmachine: {info['nproc']} cores, {info['cpu']}, {info['ram_gb']} GB RAM; "
@@ -104,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
         "server process CPU per delivery (fan-out)]\n"
     )
     print(table(rows))
+    if args.sync_always:
+        print("\nDurability: the same rows on a NATS that fsyncs every message\n")
+        print(durability_table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(as_json(rows, info), indent=2) + "\n", encoding="utf-8")
     print(f"\nwritten to {args.json}")

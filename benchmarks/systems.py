@@ -17,8 +17,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentstream.devstack.nats_cluster import NatsNode, jetstream_healthy, write_configs
 from agentstream.devstack.processes import ServiceProcess, free_port
-from agentstream.devstack.stack import LocalStack, StackConfig
+from agentstream.devstack.stack import LocalStack, StackConfig, binary_path
 from benchmarks.generator import Target
 
 _READY_TIMEOUT_S = 60.0
@@ -27,6 +28,8 @@ _REPO = Path(__file__).resolve().parents[1]
 AGENTSTREAM = "agentstream"
 RELAY = "plain relay"
 NULL_SINK = "null sink"
+# agentstream on a NATS of its own that fsyncs every stored message (``--sync-always``).
+AGENTSTREAM_SYNC = "agentstream, sync always"
 
 
 @dataclass
@@ -89,9 +92,42 @@ async def _start_null_sink(port: int, log_dir: Path) -> ServiceProcess:
     return process
 
 
+async def _start_synced_nats(stack: LocalStack) -> tuple[ServiceProcess, NatsNode]:
+    """A NATS like the stack's, but with ``jetstream { sync_interval: always }``: every message
+    is fsynced before it is acknowledged. Its store is on the same disk as the stack's."""
+    node = NatsNode(
+        "nats-sync-always", free_port(), 0, free_port(), stack.state_dir / "nats-sync-always"
+    )
+    write_configs([node], "always")
+    argv = [binary_path("nats-server"), "-c", str(node.config_path)]
+    process = ServiceProcess(node.name, argv, dict(os.environ), stack.log_dir)
+    await process.start()
+    await process.wait_until(lambda: jetstream_healthy(node), _READY_TIMEOUT_S)
+    return process, node
+
+
 @contextlib.asynccontextmanager
-async def running_systems() -> AsyncIterator[Systems]:
-    """The stack, a relay and a null sink, all stopped (and their state removed) afterwards."""
+async def _synced_gateway(stack: LocalStack) -> AsyncIterator[tuple[Target, int | None]]:
+    """A gateway (the stack's Temporal and database) on a NATS that fsyncs every message."""
+    nats_process, node = await _start_synced_nats(stack)
+    try:
+        port = free_port()
+        gateway = await stack.start_gateway(
+            0, name="gateway-sync-always", port=port, env={"NATS_URL": node.url}
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            yield Target(AGENTSTREAM_SYNC, url, True, stack.callback_secret), gateway.pid
+        finally:
+            await gateway.stop()
+    finally:
+        await nats_process.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_systems(*, sync_always: bool = False) -> AsyncIterator[Systems]:
+    """The stack, a relay and a null sink, all stopped (and their state removed) afterwards;
+    with ``sync_always``, also agentstream on a NATS that fsyncs every message."""
     state = Path(tempfile.gettempdir()) / f"agentstream-bench-{os.getpid()}-{time.time_ns()}"
     config = StackConfig(
         state_dir=state,
@@ -121,7 +157,11 @@ async def running_systems() -> AsyncIterator[Systems]:
                         RELAY: relay.pid,
                         AGENTSTREAM: stack.processes["gateway-0"].pid,
                     }
-                    yield Systems(stack, targets, pids, stack.log_dir)
+                    async with contextlib.AsyncExitStack() as extra:
+                        if sync_always:
+                            synced = await extra.enter_async_context(_synced_gateway(stack))
+                            targets[AGENTSTREAM_SYNC], pids[AGENTSTREAM_SYNC] = synced
+                        yield Systems(stack, targets, pids, stack.log_dir)
                 finally:
                     await sink.stop()
             finally:
