@@ -31,10 +31,6 @@ class HeldRun:
     client: Client
     following: asyncio.Task[list[SseMessage]]
 
-    async def at_stage(self, stage: str) -> None:
-        """Wait until the run announced ``stage``."""
-        await self.client.wait_for(lambda m: m.json().get("stage") == stage)
-
     async def cancel(self, http: httpx.AsyncClient) -> None:
         """Ask the gateway to cancel the run."""
         cancelled = await http.post(f"{self.gateway}/api/runs/{self.run}/cancel")
@@ -43,15 +39,19 @@ class HeldRun:
 
 @contextlib.asynccontextmanager
 async def held_run(
-    stack: LocalStack, http: httpx.AsyncClient, prompt: str, held: str
+    stack: LocalStack, http: httpx.AsyncClient, prompt: str, *, held: str, until: str
 ) -> AsyncIterator[HeldRun]:
-    """A run of a fresh org whose worker delays one stage (``held``: ``stage=seconds``)."""
+    """A run of a fresh org whose worker delays a stage (``held``: ``stage=seconds``).
+
+    Entered once the run has announced the stage ``until``.
+    """
     org = f"held{uuid.uuid4().hex[:8]}"
     gateway = stack.gateway_urls[0]
     async with stack.dedicated_agent(org, worker_env={"WORKER_TEST_STAGE_DELAYS": held}):
         run = await start_run(http, gateway, prompt, org=org)
         client = Client(http, [gateway], run)
         async with client.following() as following:
+            await client.wait_for(lambda m: m.json().get("stage") == until)
             yield HeldRun(gateway, run, client, following)
 
 
@@ -71,9 +71,11 @@ async def _assert_done_everywhere(
 async def test_a_run_cancelled_while_its_sandbox_is_created_leaves_no_sandbox(
     stack: LocalStack, http: httpx.AsyncClient
 ) -> None:
-    async with held_run(stack, http, "cancel me while you set up", "create_sandbox=20") as held:
+    prompt = "cancel me while you set up"
+    async with held_run(
+        stack, http, prompt, held="create_sandbox=20", until="sandbox_creating"
+    ) as held:
         workspace = stack.sandbox_root / held.run
-        await held.at_stage("sandbox_creating")
         async with asyncio.timeout(10):
             # The worker made the sandbox and is still inside create_sandbox: another
             # process's state, so polling it is the only way to see it.
@@ -95,8 +97,7 @@ async def test_a_run_cancelled_while_its_answer_is_saved_ends_done_everywhere(
     stack: LocalStack, http: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
     prompt = "Count the words, then let me cancel"
-    async with held_run(stack, http, prompt, "save_message=5") as held:
-        await held.at_stage("saving")
+    async with held_run(stack, http, prompt, held="save_message=5", until="saving") as held:
         await held.cancel(http)
         messages = await held.following
 
@@ -111,8 +112,7 @@ async def test_a_run_terminated_after_its_answer_was_stored_ends_done_everywhere
     stack: LocalStack, http: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
     prompt = "Count the words, then get terminated"
-    async with held_run(stack, http, prompt, "publish_terminal=60") as held:
-        await held.at_stage("saving")
+    async with held_run(stack, http, prompt, held="publish_terminal=60", until="saving") as held:
         async with asyncio.timeout(30):
             # The row is written by the worker's process: polling the database is the only
             # way to see it, before the terminal event that the test holds back.
