@@ -11,6 +11,7 @@ from typing import Annotated
 
 import httpx
 from fastapi import FastAPI, Path, Request
+from opentelemetry.trace import SpanKind
 from starlette.responses import Response
 
 from agent.chunk_sink import SinkFailed
@@ -19,6 +20,7 @@ from agent.rate_limits import provider_rate_limit
 from agent.runner import AgentRunner
 from agent.settings import AgentSettings
 from agent.sql_database import AnalysisDatabases, UnknownConnection
+from agentstream.runtime import tracing
 from agentstream.runtime.asgi_close_unread import CloseUnreadBodyMiddleware
 from agentstream.runtime.http import (
     BadGateway,
@@ -31,6 +33,7 @@ from agentstream.runtime.http import (
     json_response,
     read_body,
 )
+from agentstream.runtime.log_context import set_run_context
 from agentstream.runtime.openapi_bodies import json_body, publish_body_schemas
 from agentstream.runtime.sandbox.backends import SandboxBackends
 from schemas import ID_PATTERN, AgentRequest, CapacityRefusal, require_id
@@ -149,9 +152,28 @@ def create_app(settings: AgentSettings | None = None) -> FastAPI:
         responses={200: {"description": "AgentResult"}, 400: {}, 409: {}, 413: {}, 503: {}},
     )
     async def run_agent(request: Request) -> Response:
-        """Run one attempt and answer with its ``AgentResult`` once every event is stored."""
+        """Run one attempt and answer with its ``AgentResult`` once every event is stored.
+
+        Traced, the attempt is a span in the run's trace (the worker's ``traceparent``), and
+        so are its tool calls, SQL queries and chunk posts.
+        """
+        with tracing.span(
+            "agent run",
+            kind=SpanKind.SERVER,
+            parent=tracing.caller(
+                request.headers.get("traceparent"), request.headers.get("tracestate")
+            ),
+            attributes={"http.request.method": "POST", "http.route": "/ai/agent"},
+        ):
+            return await _run_attempt(request)
+
+    async def _run_attempt(request: Request) -> Response:
         body = decode_body(await read_body(request, settings.max_body_bytes), AgentRequest)
         require_id("run", body.run)
+        # This request's own task (and the attempt's, started from it): lines log the run.
+        set_run_context(body.run, body.org, body.attempt)
+        tracing.annotate({"agentstream.run": body.run, "agentstream.attempt": body.attempt})
+        # Created inside the span: the attempt's task, and all it starts, are in the run's trace.
         task: asyncio.Task[object] = asyncio.create_task(runner_box["runner"].run(body))
         runs.start(body.run, task)
         watcher = asyncio.create_task(_cancel_on_disconnect(request, task))

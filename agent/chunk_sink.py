@@ -15,6 +15,7 @@ import logging
 import httpx
 import msgspec
 
+from agentstream.runtime import tracing
 from schemas import BaseEvent, Token, encode
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ class ChunkSink:
         self._urls = urls
         self._current = 0
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        # The posts carry the current span's trace (the attempt's), taken once here, so the
+        # bridge's publish spans join the run's trace at no cost per post.
+        tracing.inject(self._headers)
         self._run = run
         self._attempt = attempt
         self._flush_interval_s = flush_interval_s

@@ -15,8 +15,10 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from opentelemetry.trace import SpanKind
 
 from agent.sql_bounds import bound_query, unpack_row
+from agentstream.runtime import tracing
 
 MAX_QUERY_CHARS = 10_000
 _SAMPLE_ROWS = 3
@@ -61,7 +63,18 @@ class ReadOnlyDatabase:
 
         Rows are kept while their JSON fits in ``max_bytes`` (the first always: its values are
         cut to fit). Only queries that can be read as a table run (SELECT, WITH, VALUES, TABLE).
+        Traced, each query is a span (a refused one marked failed).
         """
+        with tracing.span(
+            "sql query",
+            kind=SpanKind.CLIENT,
+            attributes={"db.system.name": "postgresql", "db.query.text": sql[:MAX_QUERY_CHARS]},
+        ) as span:
+            result = await self._query(sql, *args)
+            span.set_attribute("db.response.returned_rows", result.row_count)
+            return result
+
+    async def _query(self, sql: str, *args: object) -> QueryResult:
         if len(sql) > MAX_QUERY_CHARS:
             raise SqlRefused(f"query longer than {MAX_QUERY_CHARS} characters")
         started = time.perf_counter()

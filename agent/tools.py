@@ -13,6 +13,7 @@ from langchain_core.tools import BaseTool, InjectedToolCallId, StructuredTool
 
 from agent.chunk_sink import ChunkSink
 from agent.sql_database import SqlRefused
+from agentstream.runtime import tracing
 from agentstream.runtime.sandbox import Sandbox, SandboxError
 from schemas import ToolCall, ToolEnd, ToolStart
 
@@ -50,13 +51,18 @@ class ToolRecorder:
         """Run ``action`` as tool call ``call_id``, announcing its start and end."""
         await self._sink.emit(ToolStart(run="", call_id=call_id, name=name, input=args))
         error: str | None = None
-        try:
-            output = await action()
-        except ToolFailed as exc:
-            error, output = exc.error, exc.output
-        except TOOL_FAILURES as exc:
-            error = str(exc)
-            output = f"error: {error}"
+        with tracing.span(
+            f"tool {name}", attributes={"agentstream.tool": name, "agentstream.call_id": call_id}
+        ):
+            try:
+                output = await action()
+            except ToolFailed as exc:
+                error, output = exc.error, exc.output
+            except TOOL_FAILURES as exc:
+                error = str(exc)
+                output = f"error: {error}"
+            if error is not None:
+                tracing.mark_failed(error)
         shown = output[:_EVENT_OUTPUT_CHARS]
         await self._sink.emit(
             ToolEnd(run="", call_id=call_id, name=name, output=shown, error=error)

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from agentstream.runtime.serve import configure_logging
-from agentstream.runtime.settings import DEFAULT_GATEWAY_URL, ConfigError
+from agentstream.runtime.log_format import configure_logging
+from agentstream.runtime.settings import DEFAULT_GATEWAY_URL, ConfigError, LogSettings
+from agentstream.runtime.tracing import configure as configure_tracing
+from agentstream.runtime.tracing import shutdown as shutdown_tracing
 
 _Settings = TypeVar("_Settings")
 
@@ -148,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     default_level = "INFO" if args.command in ("worker",) else "WARNING"
-    configure_logging(os.environ.get("LOG_LEVEL") or default_level)
+    logs = _configured(args.command, LogSettings.from_env)
+    configure_logging(logs.level or default_level, logs.format)
 
     if args.command == "up":
         _exit(asyncio.run(_up(args)))
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
 
         # Settings first: a refusal comes before the heavy imports.
         gateway_settings = _configured("gateway", GatewaySettings.from_env)
+        _configured("gateway", lambda: configure_tracing("agentstream-gateway"))
         from agentstream.runtime.serve import serve
         from gateway.app import create_app
 
@@ -175,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         from agent.settings import AgentSettings
 
         agent_settings = _configured("agent", AgentSettings.from_env)
+        _configured("agent", lambda: configure_tracing("agentstream-agent"))
         from agent.app import create_app as create_agent_app
         from agentstream.runtime.serve import serve
 
@@ -186,7 +191,9 @@ def main(argv: list[str] | None = None) -> None:
         from worker.settings import WorkerSettings
 
         settings = _configured("worker", WorkerSettings.from_env)
+        _configured("worker", lambda: configure_tracing("agentstream-worker"))
         if args.org:
             settings = msgspec.structs.replace(settings, orgs=args.org)
         worker_main(settings)
+        shutdown_tracing()
         _exit(0)

@@ -21,6 +21,7 @@ from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.temporal import connect_temporal
 from gateway.auth import Authenticator
 from gateway.front_routes import FrontRoutedApp, operations
+from gateway.latency_metrics import declare_all
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
 from gateway.open_runs import OpenRuns
@@ -57,6 +58,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings.from_env()
 
     metrics = Metrics()
+    declare_all(metrics)
     auth = Authenticator(settings)
     if auth.open:
         log.warning("no API_KEYS or JWT configured: the gateway is OPEN (local stack mode)")

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from time import monotonic
 from typing import Final
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from agentstream.runtime.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics
+from agentstream.runtime.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Histogram, Metrics
 from agentstream.runtime.nats_contract import live_subject
+from gateway.latency_metrics import CLIENT_QUEUE_WAIT, histogram
 from gateway.sse_frames import Frame, live_frames
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,17 @@ class Watcher:
     so frames that arrive together leave together.
     """
 
-    __slots__ = ("_items", "_limit", "_on_cut", "_on_overflow", "_waiter", "overflowed", "run")
+    __slots__ = (
+        "_items",
+        "_limit",
+        "_on_cut",
+        "_on_overflow",
+        "_since",
+        "_waited",
+        "_waiter",
+        "overflowed",
+        "run",
+    )
 
     def __init__(
         self,
@@ -61,10 +74,14 @@ class Watcher:
         queue_size: int,
         on_cut: Callable[[], object] = do_nothing,
         on_overflow: Callable[[], None] = do_nothing,
+        waited: Histogram | None = None,
     ) -> None:
         self.run = run
         self._limit = queue_size
         self._items: list[LiveItem] = []
+        # When the oldest pending item came (time.monotonic), and where its wait is counted.
+        self._since = 0.0
+        self._waited = waited
         self._waiter: asyncio.Future[None] | None = None
         # Called on overflow, so the response can end even while blocked sending to the client.
         self._on_cut = on_cut
@@ -73,12 +90,15 @@ class Watcher:
 
     def offer(self, item: LiveItem) -> None:
         """Hand an item to the client without ever waiting on it."""
-        self.offer_all((item,))
+        self.offer_all((item,), monotonic())
 
-    def offer_all(self, items: Sequence[LiveItem]) -> None:
-        """Hand items to the client, in order, without ever waiting on it."""
+    def offer_all(self, items: Sequence[LiveItem], at: float) -> None:
+        """Hand items that came at ``at`` (time.monotonic) to the client, in order, without
+        ever waiting on it."""
         if self.overflowed:
             return
+        if not self._items:
+            self._since = at
         if len(self._items) + len(items) > self._limit:
             self.overflowed = True
             # The one item the client must see next: the order to go away.
@@ -96,6 +116,8 @@ class Watcher:
         if not self._items:
             await self._wait(timeout_s)
         items, self._items = self._items, []
+        if items and self._waited is not None:
+            self._waited.observe(monotonic() - self._since)
         return items
 
     async def get(self) -> LiveItem:
@@ -170,7 +192,8 @@ class _SharedDelivery:
                 self._queue.put_nowait(own.get_nowait())
         self._routes[subscription._id] = (subscription, deliver)
         if self._task is None:
-            self._task = asyncio.create_task(self._deliver_all())
+            # It delivers every run's messages: it must not log as the run that started it.
+            self._task = asyncio.create_task(self._deliver_all(), context=contextvars.Context())
 
     def forget(self, subscription: Subscription) -> None:
         """Deliver nothing more of ``subscription`` (it is about to be unsubscribed)."""
@@ -206,6 +229,7 @@ class LiveHub:
     def __init__(self, nc: NATS, *, client_queue_size: int, metrics: Metrics | None = None) -> None:
         self._nc = nc
         self._metrics = metrics
+        self._queue_wait = histogram(metrics, CLIENT_QUEUE_WAIT) if metrics is not None else None
         self._client_queue_size = client_queue_size
         self._channels: dict[str, _RunChannel] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -232,7 +256,7 @@ class LiveHub:
         leave always releases the subscription. ``on_cut`` is called if the client falls a
         whole queue behind.
         """
-        watcher = Watcher(run, self._client_queue_size, on_cut, self._on_overflow)
+        watcher = Watcher(run, self._client_queue_size, on_cut, self._on_overflow, self._queue_wait)
         subject = live_subject(org, run)
         channel = self._channels.get(subject)
         if channel is None:
@@ -295,8 +319,9 @@ class LiveHub:
             except (KeyError, ValueError):
                 log.warning("unreadable live message on %s", msg.subject)
                 return
+            at = monotonic()
             for watcher in tuple(channel.watchers):
-                watcher.offer_all(frames)
+                watcher.offer_all(frames, at)
 
         subscription = await self._nc.subscribe(
             subject,

@@ -77,6 +77,8 @@ class RunStarter:
         self._history = history
         self._open_runs = open_runs
         self._metrics = metrics
+        # Shown as 0 from the start: a rate over a series that does not exist yet is no data.
+        metrics.inc(START_FAILURES, START_FAILURES_HELP, amount=0)
         self._run_timeout_s = run_timeout_s
         self._budget_s = start_grace_s / 2
         # Strong references (the event loop keeps only weak ones to tasks), by run.

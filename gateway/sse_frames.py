@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from nats.aio.msg import Msg
 
-from agentstream.runtime.nats_contract import StoredEvent, stored_events
+from agentstream.runtime.nats_contract import StoredEvent, stored_at, stored_events
 
 PING = b": ping\n\n"
 
@@ -22,6 +22,9 @@ class Frame(NamedTuple):
     terminal: bool
     # ``id: <id>\nevent: <type>\ndata: <json>\n\n``
     wire: bytes
+    # When a live event was stored (seconds since the epoch), for the delivery lag; 0.0 for an
+    # event read from history.
+    stored_at: float = 0.0
 
 
 def _data(data: bytes) -> bytes:
@@ -31,11 +34,11 @@ def _data(data: bytes) -> bytes:
     return data
 
 
-def frame_of(event: StoredEvent) -> Frame:
-    """The frame of an event read from the stream."""
+def frame_of(event: StoredEvent, stored: float = 0.0) -> Frame:
+    """The frame of an event read from the stream; ``stored``: when, for a live one."""
     event_id = event.id
     wire = b"id: %d\nevent: %b\ndata: %b\n\n" % (event_id, event.type.encode(), _data(event.data))
-    return Frame(event_id, event.seq, event.prev_seq, event.terminal, wire)
+    return Frame(event_id, event.seq, event.prev_seq, event.terminal, wire, stored)
 
 
 def live_frames(msg: Msg) -> list[Frame]:
@@ -44,7 +47,8 @@ def live_frames(msg: Msg) -> list[Frame]:
     Raises ``KeyError`` or ``ValueError`` for a message without those headers or whose events
     cannot be read.
     """
-    return [frame_of(event) for event in stored_events(msg)]
+    stored = stored_at(msg.headers or {})
+    return [frame_of(event, stored) for event in stored_events(msg)]
 
 
 def opening(text: str, retry_ms: int) -> bytes:

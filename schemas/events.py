@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -53,6 +53,8 @@ class Status(BaseEvent, tag="status", frozen=True):
     sandbox_url: str | None = None
     model: str | None = None
     detail: str = ""
+    # The run's trace (32 hex digits) when tracing is on: set on the run's first status event.
+    trace_id: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$")] | None = None
 
 
 class Token(BaseEvent, tag="token", frozen=True):

@@ -116,6 +116,8 @@ class RunView(msgspec.Struct, kw_only=True, frozen=True):
     org: str = ""
     # Seconds the run has been waiting for an agent to take it; None when it is not waiting.
     waiting_for_agent_s: float | None = None
+    # The run's trace ID, as its first status event gave it; None when it was not traced.
+    trace_id: str | None = None
 
 
 class ErrorBody(msgspec.Struct, kw_only=True, frozen=True):

@@ -11,9 +11,11 @@ from typing import Literal
 import httpx
 import msgspec
 from nats.aio.client import Client as NATS
+from opentelemetry.trace import SpanKind
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from agentstream.runtime import tracing
 from agentstream.runtime.http import parse_retry_after
 from agentstream.runtime.message_store import MessageStore
 from agentstream.runtime.nats_contract import Producer, publish_event
@@ -288,11 +290,7 @@ class RunActivities:
             self._heartbeating(ledger, progress),
         ):
             try:
-                response = await self._http.post(
-                    f"{self._agent_url}/ai/agent",
-                    content=encode(request),
-                    headers={"Content-Type": "application/json"},
-                )
+                response = await self._post_agent(request)
             except asyncio.CancelledError:
                 await self._stop_agent(params.run)
                 raise
@@ -307,6 +305,25 @@ class RunActivities:
                 non_retryable=400 <= response.status_code < 500 and response.status_code != 409,
             )
         return msgspec.json.decode(response.content, type=AgentResult)
+
+    async def _post_agent(self, request: AgentRequest) -> httpx.Response:
+        """``POST /ai/agent``; traced, the request carries the run's trace to the agent."""
+        headers = {"Content-Type": "application/json"}
+        with tracing.span(
+            "POST /ai/agent",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": "POST",
+                "agentstream.run": request.run,
+                "agentstream.attempt": request.attempt,
+            },
+        ) as span:
+            tracing.inject(headers)
+            response = await self._http.post(
+                f"{self._agent_url}/ai/agent", content=encode(request), headers=headers
+            )
+            span.set_attribute("http.response.status_code", response.status_code)
+            return response
 
     async def _stop_agent(self, run: str) -> None:
         with contextlib.suppress(httpx.HTTPError):

@@ -28,6 +28,10 @@ from worker.settings import WorkerSettings
 from worker.workflows import ChatWorkflow
 
 log = logging.getLogger(__name__)
+# The line the local stack waits for (``worker ready``): written whatever LOG_LEVEL says, in the
+# service's log format.
+_ready = logging.getLogger("worker.ready")
+_ready.setLevel(logging.INFO)
 
 
 async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
@@ -93,8 +97,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
         async with contextlib.AsyncExitStack() as stack:
             for worker in workers:
                 await stack.enter_async_context(worker)
-            log.info("worker ready: task queues %s", ", ".join(w.task_queue for w in workers))
-            print(f"worker ready: {', '.join(w.task_queue for w in workers)}", flush=True)
+            _ready.info("worker ready: task queues %s", ", ".join(w.task_queue for w in workers))
             await stop.wait()
     finally:
         await http.aclose()

@@ -12,6 +12,7 @@ import asyncio
 import enum
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import NamedTuple
 
 import msgspec
@@ -143,6 +144,8 @@ EVENT_COUNT_HEADER = "Agentstream-Events"
 # Set by JetStream on republished messages and direct-get replies.
 _SEQUENCE = "Nats-Sequence"
 _LAST_SEQUENCE = "Nats-Last-Sequence"
+# When the message was stored, by the server's clock: RFC 3339 with nanoseconds.
+_TIME_STAMP = "Nats-Time-Stamp"
 
 
 def message_headers(
@@ -261,6 +264,19 @@ def stored_events(msg: Msg) -> list[StoredEvent]:
         StoredEvent(seq, position, prev_seq, type_, part)
         for position, (type_, part) in enumerate(unpack(headers, msg.data))
     ]
+
+
+def stored_at(headers: Mapping[str, str]) -> float:
+    """When JetStream stored the message with these headers (a ``live.>`` republish or a
+    direct-get reply), in seconds since the epoch; 0.0 if they do not say."""
+    stamp = headers.get(_TIME_STAMP)
+    if not stamp:
+        return 0.0
+    try:
+        # Python reads at most microseconds: the nanoseconds are cut to them.
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return 0.0
 
 
 class LastEvent(NamedTuple):

@@ -28,8 +28,9 @@ from agentstream.runtime.nats_contract import (
     run_subject,
     run_subject_any_org,
     stored_events,
+    unpack,
 )
-from schemas import message_seq
+from schemas import Status, decode_event, message_seq
 
 _BATCH = 256
 
@@ -83,6 +84,18 @@ class HistoryReader:
         first = await self._first(run_subject_any_org(run))
         named = parse_subject(first.subject or "") if first is not None else None
         return named.org if named is not None else None
+
+    async def trace_id(self, org: str, run: str) -> str | None:
+        """The trace ID the run's first stored event carries: its first status event, which
+        names the run's trace when it was traced (``schemas.Status.trace_id``)."""
+        first = await self._first(run_subject(org, run))
+        if first is None or not first.data:
+            return None
+        try:
+            event = decode_event(unpack(first.headers or {}, first.data)[0][1])
+        except ValueError:  # msgspec's errors too
+            return None
+        return event.trace_id if isinstance(event, Status) else None
 
     async def last_event(self, org: str, run: str) -> LastEvent | None:
         """Sequence, type and attempt of the run's newest stored event, if it has any."""

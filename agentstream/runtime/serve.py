@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -13,6 +12,8 @@ from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+
+from agentstream.runtime import tracing
 
 # Callbacks to run, each on its own event loop, when the process is told to stop.
 _on_stop: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []
@@ -36,15 +37,6 @@ class _Server(uvicorn.Server):
                 loop.call_soon_threadsafe(callback)
 
 
-def configure_logging(level: str) -> None:
-    """One log format for every service process."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def serve(app: FastAPI, *, host: str, port: int, graceful_s: float = 10.0) -> None:
     """Serve until SIGINT/SIGTERM, then exit without running interpreter teardown.
 
@@ -61,6 +53,8 @@ def serve(app: FastAPI, *, host: str, port: int, graceful_s: float = 10.0) -> No
         loop="uvloop",
         http="httptools",
         log_level="warning",
+        # No logging set-up of uvicorn's own: its lines go through the service's (LOG_FORMAT).
+        log_config=None,
         timeout_graceful_shutdown=int(graceful_s),
         lifespan="on",
     )
@@ -70,6 +64,8 @@ def serve(app: FastAPI, *, host: str, port: int, graceful_s: float = 10.0) -> No
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
     server.run()
+    # Spans still batched would be lost to os._exit.
+    tracing.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0 if server.started else 1)

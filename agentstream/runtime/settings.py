@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import msgspec
 
@@ -148,6 +148,30 @@ class EnvSettings(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def refuse(cls, environ: Mapping[str, str]) -> None:
         """Raise :class:`ConfigError` for an environment the service must not run in."""
+
+
+LogFormat = Literal["text", "json"]
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def parse_log_level(raw: str) -> str:
+    """A level name of Python's logging, in any case."""
+    level = raw.strip().upper()
+    if level not in _LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
+    return level
+
+
+class LogSettings(
+    EnvSettings, frozen=True, kw_only=True, rename=lambda name: f"LOG_{name.upper()}"
+):
+    """How every service logs (agentstream.runtime.log_format)."""
+
+    # Empty: the service's own default (INFO for the worker, WARNING otherwise).
+    level: Annotated[str, from_env_with(parse_log_level)] = ""
+    # ``text`` (the default) or ``json``: one JSON object a line, with the run, org and attempt
+    # of every line logged for a run.
+    format: LogFormat = "text"
 
 
 class NatsSettings(

@@ -12,6 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from agentstream.runtime.settings import TemporalSettings
 from agentstream.runtime.temporal_codec import data_converter
+from agentstream.runtime.tracing import temporal_interceptors
 from schemas import DEFAULT_ORG, is_valid_id, require_id
 
 WORKFLOW_NAME = "ChatWorkflow"
@@ -46,9 +47,13 @@ def org_of_task_queue(queue: str) -> str:
 
 
 async def connect_temporal(settings: TemporalSettings) -> Client:
-    """A client of the configured frontend and namespace, with the runs' payload converter."""
+    """A client of the configured frontend and namespace, with the runs' payload converter and,
+    when tracing is on, the tracing interceptor (workers made with the client inherit it)."""
     return await Client.connect(
-        settings.address, namespace=settings.namespace, data_converter=data_converter
+        settings.address,
+        namespace=settings.namespace,
+        data_converter=data_converter,
+        interceptors=temporal_interceptors(),
     )
 
 

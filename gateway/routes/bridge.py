@@ -8,17 +8,22 @@ body: the events' numbers make the retry a no-op, answered as a ``duplicate``.
 from __future__ import annotations
 
 import itertools
+from time import perf_counter, time
 from typing import Any
 
 import msgspec
+from opentelemetry.trace import SpanKind
 from starlette.types import Receive, Scope, Send
 
+from agentstream.runtime import tracing
 from agentstream.runtime.asgi_close_unread import CloseUnreadBodyMiddleware
 from agentstream.runtime.http import BadRequest, PayloadTooLarge, Unauthorized, decode_body_with
+from agentstream.runtime.log_context import set_run_context
 from agentstream.runtime.openapi_bodies import json_body
 from agentstream.runtime.tokens import TokenClaims, TokenError, verify_token
 from gateway.auth import parse_bearer
 from gateway.front_routes import RawRoute
+from gateway.latency_metrics import BRIDGE_PUBLISH, POST_TO_FIRST_AGENT_EVENT, histogram, posted_at
 from gateway.raw_asgi import header, read_body, send_error, send_json
 from gateway.run_appender import AgentEvent
 from gateway.state import GatewayState
@@ -92,11 +97,38 @@ async def publish_chunk(gw: GatewayState, run: str, claims: TokenClaims, body: b
         AgentEvent(event.n, event_type(event), data)
         for event, data in zip(events, encoded, strict=True)
     ]
+    started = perf_counter()
     stored = await gw.appender.append(claims.org, run, claims.attempt, outgoing)
+    histogram(gw.metrics, BRIDGE_PUBLISH).observe(perf_counter() - started)
+    if outgoing[0].n == 0 and not stored.duplicate:
+        # The attempt's first event: the run's answer starts streaming now.
+        posted = posted_at(run)
+        if posted is not None:
+            histogram(gw.metrics, POST_TO_FIRST_AGENT_EVENT).observe(max(0.0, time() - posted))
     return Published(ids=stored.ids, duplicate=stored.duplicate)
 
 
 async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
+    # The hot path: with tracing off, not even the trace headers are looked up.
+    if not tracing.enabled():
+        await _publish(scope, receive, send)
+        return
+    # The agent's post carries its run's trace: the publish is a span in it.
+    parent = tracing.caller(header(scope, b"traceparent"), header(scope, b"tracestate"))
+    with tracing.span(
+        "bridge publish",
+        kind=SpanKind.SERVER,
+        parent=parent,
+        attributes={
+            "http.request.method": "POST",
+            "http.route": "/api/stream/{run}/chunk",
+            "agentstream.run": str(scope["path_params"].get("run", "")),
+        },
+    ):
+        await _publish(scope, receive, send)
+
+
+async def _publish(scope: Scope, receive: Receive, send: Send) -> None:
     gw: GatewayState = scope["state"]["gateway"]
     try:
         run = scope["path_params"]["run"]
@@ -104,11 +136,17 @@ async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
             raise BadRequest(f"run must match {ID_PATTERN}")
         # Refused before the body is read: an unauthorised sender cannot make us buffer it.
         claims = authorize(gw, run, header(scope, b"authorization"))
+        # This request's own task: what it logs from here on is about the run's attempt.
+        set_run_context(run, claims.org, claims.attempt)
         body = await read_body(scope, receive, gw.settings.max_body_bytes)
         published = await publish_chunk(gw, run, claims, body)
     except Exception as exc:
+        tracing.mark_failed(f"refused: {exc!r}")
         await send_error(send, scope, exc)
         return
+    tracing.annotate(
+        {"agentstream.events": len(published.ids), "agentstream.duplicate": published.duplicate}
+    )
     await send_json(send, 200, encode(published))
 
 

@@ -6,10 +6,12 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
+from opentelemetry.trace import SpanKind
 from starlette.responses import Response
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from ulid import ULID
 
+from agentstream.runtime import tracing
 from agentstream.runtime.http import (
     BadRequest,
     Conflict,
@@ -19,10 +21,11 @@ from agentstream.runtime.http import (
     json_response,
     read_body,
 )
+from agentstream.runtime.log_context import set_run_context
 from agentstream.runtime.nats_contract import Producer, publish_event
 from agentstream.runtime.openapi_bodies import json_body
 from agentstream.runtime.temporal import describe_run
-from gateway.auth import require_org
+from gateway.auth import Principal, require_org
 from gateway.idempotency import (
     IDEMPOTENCY_KEY_HEADER,
     REQUEST_FINGERPRINT_MEMO,
@@ -87,7 +90,27 @@ async def post_message(
     same request (on any replica, even one racing the first) must find the run in Temporal to
     return it instead of starting another, and a start that failed must leave no run behind,
     so that the retry starts it.
+
+    With tracing on, the run is a trace of its own, rooted in a ``run`` span here: the request
+    (FastAPI's span, or the caller's ``traceparent``) is linked, not continued, so two runs
+    never share a trace. The trace's ID goes in the run's ``queued`` event.
     """
+    request_span = tracing.caller(
+        request.headers.get("traceparent"), request.headers.get("tracestate")
+    )
+    with tracing.span(
+        "run",
+        kind=SpanKind.SERVER,
+        new_trace=True,
+        links=[request_span] if request_span is not None else (),
+        attributes={"http.request.method": "POST", "http.route": "/api/messages"},
+    ):
+        return await _post_message(request, gw, principal, idempotency_key)
+
+
+async def _post_message(
+    request: Request, gw: GatewayState, principal: Principal, idempotency_key: str | None
+) -> Response:
     body = decode_body(await read_body(request, gw.settings.max_body_bytes), PostMessage)
     if len(body.message) > gw.settings.max_message_chars:
         raise BadRequest(
@@ -98,10 +121,15 @@ async def post_message(
     require_org(principal, org)
     if idempotency_key is None:
         run = f"run_{ULID()}"
+        # This request's own task, and the start it leaves behind: they log the run.
+        set_run_context(run, org)
+        tracing.annotate({"agentstream.run": run, "agentstream.org": org})
         chat = await _queue(gw, org, body, run, producer=QUEUED_PRODUCER)
         gw.starter.start_soon(chat, run)
         return _accepted(gw, org, run, chat.conversation_id)
     run = idempotent_run_id(org, checked_key(idempotency_key))
+    set_run_context(run, org)
+    tracing.annotate({"agentstream.run": run, "agentstream.org": org})
     fingerprint = request_fingerprint(org, body)
     replay = await _replay(gw, org, body, run, fingerprint)
     if replay is not None:
@@ -129,7 +157,7 @@ async def _queue(
     )
     # Queued is published first so it precedes anything a worker publishes for the run. Its
     # Nats-Msg-Id derives from the run ID: racing duplicates of a keyed request store it once.
-    queued = Status(run=run, stage=Stage.QUEUED)
+    queued = Status(run=run, stage=Stage.QUEUED, trace_id=tracing.current_trace_id())
     await publish_event(gw.nc, org, queued, producer=producer)
     return chat
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from fastapi import APIRouter
 from starlette.responses import Response
 
@@ -21,8 +22,10 @@ _ERRORS: dict[int | str, dict[str, object]] = {400: {}, 401: {}, 403: {}, 404: {
 
 @router.get("/api/runs/{run}", responses={200: {"description": "The run"}, **_ERRORS})
 async def get_run(run: RunIdPath, gw: State, principal: Caller) -> Response:
-    """The run's status, and its result once stored."""
-    return json_response(await own_run(principal, run, gw.directory.find))
+    """The run's status, its result once stored, and its trace ID if it was traced."""
+    view = await own_run(principal, run, gw.directory.find)
+    trace_id = await gw.history.trace_id(view.org, run)
+    return json_response(msgspec.structs.replace(view, trace_id=trace_id) if trace_id else view)
 
 
 @router.post(

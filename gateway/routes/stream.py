@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
@@ -21,8 +22,10 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from agentstream.runtime.http import BadRequest, NotFound, Unauthorized
+from agentstream.runtime.log_context import set_run_context
 from gateway.auth import own_run
 from gateway.front_routes import RawRoute
+from gateway.latency_metrics import DELIVERY_LAG, histogram
 from gateway.raw_asgi import header, send_error
 from gateway.run_stream import stream_run
 from gateway.sse_frames import Frame, message, opening
@@ -31,6 +34,8 @@ from gateway.state import GatewayState
 from gateway.stream_tokens import verify_stream_token
 from gateway.terminal_guard import publish_missing_terminal
 from schemas import ID_PATTERN, AgentResult, Done, InvalidIdError, RunView, encode, is_valid_id
+
+log = logging.getLogger(__name__)
 
 SSE_CLIENTS = "sse_clients"
 SSE_CLIENTS_HELP = "SSE clients connected to this replica."
@@ -91,6 +96,9 @@ async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
     except Exception as exc:
         await send_error(send, scope, exc)
         return
+    # This request's own task: what it logs from here on is about the run (of every attempt).
+    set_run_context(run, opened.org)
+    log.info("SSE stream of %s opened after event %d", run, opened.after)
     gw.metrics.add(SSE_CLIENTS, SSE_CLIENTS_HELP, 1)
     try:
         settings = gw.settings
@@ -106,6 +114,7 @@ async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
     finally:
         release()
         gw.metrics.add(SSE_CLIENTS, SSE_CLIENTS_HELP, -1)
+        log.info("SSE stream of %s closed", run)
 
 
 async def _begin(
@@ -222,7 +231,11 @@ def _prepare(
     """The stream's response, its opening, and its batches of ready frames (keepalives in
     between are the response's)."""
     settings = gw.settings
-    sse = SseStream(run, shutdown_grace_s=settings.sse_shutdown_grace_s)
+    sse = SseStream(
+        run,
+        shutdown_grace_s=settings.sse_shutdown_grace_s,
+        delivery_lag=histogram(gw.metrics, DELIVERY_LAG),
+    )
     if opened.stored is not None:
         return sse, message("done", encode(Done(run=run, result=opened.stored))), None
     batches = stream_run(

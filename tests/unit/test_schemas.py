@@ -61,6 +61,7 @@ ALL_EVENTS: list[BaseEvent] = [
         sandbox_url="https://sb.example",
         model="gpt-test",
         detail="ready",
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
     ),
     Token(**_COMMON, text="héllo\nwörld 🎉"),
     ToolStart(**_COMMON, call_id="call_1", name="run_sql", input={"sql": "SELECT 1", "n": [1.5]}),
@@ -140,6 +141,7 @@ def test_decode_rejects_missing_required_field(body: bytes) -> None:
         b'{"type": "token", "run": "r", "text": "a", "attempt": "1"}',
         b'{"type": "token", "run": "r", "text": "a", "n": 1.5}',
         b'{"type": "status", "run": "r", "stage": "flying"}',
+        b'{"type": "status", "run": "r", "stage": "queued", "trace_id": "not-a-trace"}',
         b'{"type": "tool_start", "run": "r", "call_id": "c", "name": "x", "input": [1]}',
         b'{"type": "done", "run": "r", "result": {"final_answer": 1}}',
     ],
@@ -167,6 +169,7 @@ def test_missing_optional_fields_take_defaults() -> None:
     assert isinstance(event, Status)
     assert event.stage is Stage.QUEUED
     assert (event.attempt, event.n, event.sandbox_id, event.detail) == (1, 0, None, "")
+    assert event.trace_id is None
     assert event.ts > 0
 
 
