@@ -87,7 +87,8 @@ def configure(service: str, environ: Mapping[str, str] | None = None) -> bool:
     exporters = settings.exporters()
     if not exporters:
         return False
-    # Imported only when on: a service without tracing never loads the SDK.
+    # Imported only when on: the gateway and the worker never load the SDK without tracing (the
+    # agent does, through langsmith, which installs no provider with it).
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import (
