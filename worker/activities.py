@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 from agentstream.runtime import tracing
 from agentstream.runtime.http import parse_retry_after
 from agentstream.runtime.message_store import MessageStore
-from agentstream.runtime.nats_contract import Producer, publish_event
+from agentstream.runtime.nats_contract import Producer
 from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.sandbox import SandboxBusy, SandboxProvider
 from agentstream.runtime.terminal_publisher import publish_terminal
@@ -40,6 +40,7 @@ from schemas import (
     encode,
 )
 from worker.attempts import AttemptLedger, Busy, bounded_attempt
+from worker.patient_publish import publish_patiently
 from worker.progress import Progress, watch_progress
 
 # A callback token outlives any attempt's start-to-close timeout.
@@ -158,7 +159,8 @@ class RunActivities:
         self._test_stage_delays = test_stage_delays or {}
 
     async def _publish(self, org: str, event: Status | Reset, producer: Producer) -> None:
-        await publish_event(self._nc, org, event, producer=producer)
+        # Outlasts a RUNS leader election instead of spending an attempt of the activity.
+        await publish_patiently(self._nc, org, event, producer=producer)
 
     async def _test_pause(self, stage: str) -> None:
         """TEST AID (WORKER_TEST_STAGE_DELAYS): hold ``stage`` open so a test can cancel in it."""
