@@ -48,6 +48,7 @@ def _stack_config(args: argparse.Namespace) -> object:
         replicas=args.replicas,
         orgs=args.org or ["default"],
         database_url=os.environ.get("DATABASE_URL") or None,
+        nats_nodes=args.nats_nodes,
     )
 
 
@@ -110,6 +111,12 @@ def main(argv: list[str] | None = None) -> None:
 
     def stack_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--replicas", type=int, default=1, help="gateway replicas (ports 8000…)")
+        p.add_argument(
+            "--nats-nodes",
+            type=int,
+            default=1,
+            help="NATS nodes (ports 4222…); more than one: a cluster, stream RUNS on up to 3",
+        )
         p.add_argument("--org", action="append", help="org the worker serves (repeatable)")
         p.add_argument("--state-dir", default=".run", help="where NATS and Temporal keep state")
 
