@@ -146,6 +146,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     loadtest_arguments(loadtest)
 
+    from agentstream.ops.options import COMMANDS as OPS_COMMANDS
+    from agentstream.ops.options import add_commands as add_ops_commands
+
+    add_ops_commands(sub)
+
     gateway = sub.add_parser("gateway", help="run one gateway replica")
     gateway.add_argument("--host", default="127.0.0.1")
     gateway.add_argument("--port", type=int, default=8000)
@@ -168,6 +173,10 @@ def main(argv: list[str] | None = None) -> None:
         from agentstream.devstack.chat_client import chat
 
         _exit(asyncio.run(chat(args.prompt, args.gateway, org=args.org, api_key=args.api_key)))
+    elif args.command in OPS_COMMANDS:
+        from agentstream.ops.command import run as run_ops
+
+        _exit(run_ops(args))
     elif args.command == "loadtest":
         from agentstream.devstack.loadtest.command import run as run_loadtest
 
