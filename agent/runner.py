@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, cast
 
 import httpx
@@ -99,20 +100,23 @@ class AgentRunner:
             final: list[Any] = []
             # With a list of stream modes, each item is a (mode, payload) pair.
             stream = cast(
-                AsyncIterator[tuple[str, Any]],
+                AsyncGenerator[tuple[str, Any], None],
                 agent.astream(
                     {"messages": [{"role": "user", "content": request.prompt}]},
                     stream_mode=["messages", "values"],
                     config={"recursion_limit": settings.max_steps},
                 ),
             )
-            async for mode, payload in stream:
-                if mode == "messages":
-                    message, _ = payload
-                    if isinstance(message, AIMessageChunk):
-                        await sink.token(_text_of(message.content))
-                elif mode == "values":
-                    final = payload["messages"]
+            # A refused post or a cancellation leaves mid-stream: the graph's run is closed then,
+            # not whenever the event loop finalises the generator.
+            async with contextlib.aclosing(stream):
+                async for mode, payload in stream:
+                    if mode == "messages":
+                        message, _ = payload
+                        if isinstance(message, AIMessageChunk):
+                            await sink.token(_text_of(message.content))
+                    elif mode == "values":
+                        final = payload["messages"]
             answers = [m for m in final if isinstance(m, AIMessage)]
             reported = [m.usage_metadata for m in answers if m.usage_metadata]
             usage = Usage(

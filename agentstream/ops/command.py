@@ -109,8 +109,11 @@ def run(args: argparse.Namespace) -> int:
     except (Unreachable, RunNotFound) as exc:
         print(f"agentstream {name}: {exc}", file=sys.stderr, flush=True)
         return EXIT_FAILED
-    except (NatsError, HistoryUnavailable, RPCError) as exc:
-        print(f"agentstream {name}: lost its connection: {exc!r}", file=sys.stderr, flush=True)
+    except RPCError as exc:
+        print(f"agentstream {name}: Temporal answered: {exc}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    except (NatsError, HistoryUnavailable) as exc:
+        print(f"agentstream {name}: lost NATS: {exc!r}", file=sys.stderr, flush=True)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
