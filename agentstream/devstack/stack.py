@@ -71,8 +71,6 @@ class StackConfig:
     database_url: str | None = None
     # More than one: a JetStream cluster on loopback, stream RUNS replicated on up to 3 nodes.
     nats_nodes: int = 1
-    # JetStream's ``sync_interval`` (``always``, or a duration); None: nats-server's 2 min.
-    nats_sync_interval: str | None = None
     agent_env: dict[str, str] = field(default_factory=dict)
     service_env: dict[str, str] = field(default_factory=dict)
 
@@ -199,7 +197,8 @@ class LocalStack:
     async def start_nats(self) -> list[ServiceProcess]:
         """NATS with JetStream: one node, or a cluster of ``nats_nodes``, each with its store and
         configuration file under the state directory; ready once every node serves JetStream."""
-        write_configs(self.nats_nodes, self.config.nats_sync_interval)
+        # JetStream's sync_interval stays nats-server's default (2 min), as in deploy/nats/.
+        write_configs(self.nats_nodes, None)
         processes = []
         for node in self.nats_nodes:
             argv = [binary_path("nats-server"), "-c", str(node.config_path)]
