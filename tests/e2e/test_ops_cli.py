@@ -159,6 +159,11 @@ async def test_tail_follows_a_live_run_to_its_end_and_inspect_sees_its_heartbeat
         assert found.stream is not None and found.stream.events >= 1
 
         code, rest, _ = await _finish(tail)
+        # The terminal event is stored just before the workflow closes, on the org's worker
+        # (gone with this block): wait for the close.
+        temporal = await connect_temporal(TemporalSettings(address=stack.temporal_address))
+        async with asyncio.timeout(30):
+            await temporal.get_workflow_handle(run).result()
     assert code == 0
     tailed = _tailed(first.decode() + rest)
     assert tailed[-1][1] == "done"
@@ -175,7 +180,6 @@ async def test_tail_follows_a_live_run_to_its_end_and_inspect_sees_its_heartbeat
     assert "stored         in PostgreSQL" in output and "words: 4" in output, output
 
     # Temporal's list catches up with the close a moment later.
-    temporal = await connect_temporal(TemporalSettings(address=stack.temporal_address))
     async with asyncio.timeout(30):
         while True:
             listed = await recent_runs(temporal, org=SLOW_ORG)
