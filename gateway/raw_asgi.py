@@ -93,7 +93,7 @@ async def send_error(send: Send, scope: Scope, exc: Exception) -> None:
         gateway = scope.get("state", {}).get("gateway")
         if exc.limit is not None and gateway is not None:
             gateway.metrics.inc(LIMIT_HITS, LIMIT_HITS_HELP, limit=exc.limit)
-        body = encode(ErrorBody(error=exc.code, detail=exc.detail))
+        body = encode(exc.body())
         await send_json(send, exc.status, body, exc.headers)
         return
     log.exception("unhandled error", exc_info=exc)

@@ -127,6 +127,13 @@ class ErrorBody(msgspec.Struct, kw_only=True, frozen=True):
     detail: str = ""
 
 
+class ConversationBusyBody(ErrorBody, kw_only=True, frozen=True):
+    """The 409 ``conversation_busy`` body: the conversation's run still going, which a client
+    may follow, wait for or cancel before sending its message again."""
+
+    run_id: str
+
+
 class CapacityRefusal(enum.StrEnum):
     """``ErrorBody.error`` of a 503 that means "busy now, retry later", never "failed"."""
 

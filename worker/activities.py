@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from agentstream.runtime import tracing
 from agentstream.runtime.http import parse_retry_after
-from agentstream.runtime.message_store import MessageStore
+from agentstream.runtime.message_store import ConversationOfAnotherOrg, MessageStore
 from agentstream.runtime.nats_contract import Producer
 from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.sandbox import SandboxBusy, SandboxProvider
@@ -340,7 +340,11 @@ class RunActivities:
             Producer.SAVE_MESSAGE,
         )
         await self._test_pause("save_message")
-        return await self._store.save(params.run, params.chat, params.result)
+        try:
+            return await self._store.save(params.run, params.chat, params.result)
+        except ConversationOfAnotherOrg as exc:
+            # No retry can make another org's conversation this org's.
+            raise ApplicationError(str(exc), non_retryable=True) from None
 
     @activity.defn(name="publish_terminal")
     async def publish_terminal(self, params: TerminalInput) -> None:

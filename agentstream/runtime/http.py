@@ -39,6 +39,10 @@ class ServiceError(Exception):
         # Which configured limit refused the request, if any: counted as a metric.
         self.limit = limit
 
+    def body(self) -> ErrorBody:
+        """The JSON body answering it."""
+        return ErrorBody(error=self.code, detail=self.detail)
+
 
 class BadRequest(ServiceError):
     status = 400
@@ -148,7 +152,7 @@ def install_error_handlers(app: FastAPI, metrics: Metrics | None = None) -> None
         assert isinstance(exc, ServiceError)
         if exc.limit is not None and metrics is not None:
             metrics.inc(LIMIT_HITS, LIMIT_HITS_HELP, limit=exc.limit)
-        return error_response(exc.status, exc.code, exc.detail, exc.headers)
+        return json_response(exc.body(), exc.status, exc.headers)
 
     async def on_http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)

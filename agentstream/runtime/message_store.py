@@ -27,6 +27,30 @@ def _storable_json(value: Any) -> Any:
     return value
 
 
+class ConversationOfAnotherOrg(Exception):
+    """The conversation ID is already another org's: nothing of this org may join it."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"conversation {conversation_id} belongs to another org")
+        self.conversation_id = conversation_id
+
+
+# Creates the conversation for the org unless it exists, then names its org. The second
+# statement reads the row a concurrent claim committed while this one waited on it, which the
+# first statement's snapshot may not show.
+_CLAIM = "INSERT INTO conversations (id, org) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING"
+_OWNER = "SELECT org FROM conversations WHERE id = $1"
+
+
+async def _claim(conn: asyncpg.Connection, conversation_id: str, org: str) -> None:
+    """Create ``conversation_id`` as ``org``'s, or check it already is; raises
+    :class:`ConversationOfAnotherOrg` if it is another org's."""
+    await conn.execute(_CLAIM, conversation_id, org)
+    owner = await conn.fetchval(_OWNER, conversation_id)
+    if owner != org:
+        raise ConversationOfAnotherOrg(conversation_id)
+
+
 class StoredMessage(msgspec.Struct, frozen=True, kw_only=True):
     """One run's stored answer."""
 
@@ -51,15 +75,21 @@ class MessageStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    async def claim_conversation(self, conversation_id: str, org: str) -> None:
+        """Make ``conversation_id`` ``org``'s if no org has it yet; raises
+        :class:`ConversationOfAnotherOrg` if another org has."""
+        async with self._pool.acquire() as conn:
+            await _claim(conn, conversation_id, org)
+
     async def save(self, run_id: str, chat: ChatInput, result: AgentResult) -> bool:
-        """Store the run's answer; False when a previous attempt already stored it."""
+        """Store the run's answer; False when a previous attempt already stored it.
+
+        Raises :class:`ConversationOfAnotherOrg` (and stores nothing) if the run's conversation
+        is another org's: a turn is never attached to another org's conversation.
+        """
         conversation_id = chat.conversation_id or run_id
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO conversations (id, org) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-                conversation_id,
-                chat.org,
-            )
+            await _claim(conn, conversation_id, chat.org)
             status = await conn.execute(
                 "INSERT INTO messages"
                 " (run_id, conversation_id, org, prompt, final_answer, result)"

@@ -84,6 +84,31 @@ def live_subject(org: str, run: str) -> str:
     return f"live.{require_id('org', org)}.{require_id('run', run)}"
 
 
+# A conversation's index: one record per run accepted in it, in order (``conversation_index``).
+# Four tokens under ``runs.``, so the ``RUNS`` stream stores and republishes them with no change
+# to its configuration or to the services' NATS permissions, and no run subject (three tokens,
+# ``runs.*.<run>`` included) can ever match one.
+_CONVERSATION_TOKEN = "conv"
+
+
+def conversation_subject(org: str, conversation: str) -> str:
+    """The subject of ``org``'s ``conversation``'s index records: ``runs.conv.<org>.<conv>``."""
+    org, conversation = require_id("org", org), require_id("conversation", conversation)
+    return f"runs.{_CONVERSATION_TOKEN}.{org}.{conversation}"
+
+
+def conversation_live_subject(org: str, conversation: str) -> str:
+    """The core-NATS subject the stream republishes the conversation's index records to."""
+    org, conversation = require_id("org", org), require_id("conversation", conversation)
+    return f"live.{_CONVERSATION_TOKEN}.{org}.{conversation}"
+
+
+def conversation_record_headers(run: str) -> dict[str, str]:
+    """The headers of ``run``'s index record: its ``Nats-Msg-Id`` (``<run>:conversation:1:0``)
+    stores a retried record once."""
+    return {MSG_ID_HEADER: f"{require_id('run', run)}:{Producer.CONVERSATION}:1:0"}
+
+
 class RunSubject(NamedTuple):
     """What a run's subject names."""
 
@@ -123,6 +148,8 @@ class Producer(enum.StrEnum):
     SAVE_MESSAGE = "save_message"
     # A stage the workflow reached itself (``of_stage``).
     WORKFLOW_WAITING_FOR_AGENT = "workflow-waiting_for_agent"
+    # The gateway's record of a run in its conversation's index (``conversation_subject``).
+    CONVERSATION = "conversation"
     # ``benchmarks/fanout_probe.py``, publishing straight into the stream.
     PROBE = "probe"
 
@@ -264,6 +291,18 @@ def stored_events(msg: Msg) -> list[StoredEvent]:
         StoredEvent(seq, position, prev_seq, type_, part)
         for position, (type_, part) in enumerate(unpack(headers, msg.data))
     ]
+
+
+def stored_seq(headers: Mapping[str, str]) -> int:
+    """The stream sequence of the stored message with these headers (a ``live.>`` republish or a
+    direct-get reply); raises ``KeyError`` without JetStream's headers."""
+    return int(headers[_SEQUENCE])
+
+
+def previous_seq(headers: Mapping[str, str]) -> int:
+    """The sequence of the message stored before it on the same subject, as a ``live.>``
+    republish tells (0: none, or not told)."""
+    return int(headers.get(_LAST_SEQUENCE, 0))
 
 
 def stored_at(headers: Mapping[str, str]) -> float:
@@ -413,13 +452,44 @@ async def publish(
     :class:`AppendBusy` when the store did not answer or asked to retry later, and
     :class:`AppendError` for any other refusal. Nothing is stored unless this returns.
     """
+    return await _store(
+        nc, run_subject(org, run), message, expected_last=expected_last, timeout=timeout
+    )
+
+
+async def publish_conversation_record(
+    nc: NATS,
+    org: str,
+    conversation: str,
+    run: str,
+    data: bytes,
+    *,
+    expected_last: int,
+    timeout: float = 5.0,
+) -> Stored:
+    """Store ``run``'s record (``data``) in ``org``'s ``conversation``'s index, only if the
+    index's newest record is at sequence ``expected_last`` (0: the index is empty).
+
+    Raises as :func:`publish` does; :class:`LastSequenceMoved` when another record got in first.
+    """
+    message = OutgoingEvent(data, conversation_record_headers(run))
+    return await _store(
+        nc,
+        conversation_subject(org, conversation),
+        message,
+        expected_last=expected_last,
+        timeout=timeout,
+    )
+
+
+async def _store(
+    nc: NATS, subject: str, message: OutgoingEvent, *, expected_last: int | None, timeout: float
+) -> Stored:
     headers = message.headers
     if expected_last is not None:
         headers = {**headers, EXPECTED_LAST_SUBJECT_SEQ: str(expected_last)}
     try:
-        reply = await nc.request(
-            run_subject(org, run), message.data, timeout=timeout, headers=headers
-        )
+        reply = await nc.request(subject, message.data, timeout=timeout, headers=headers)
     except (NatsTimeoutError, NoRespondersError, TimeoutError) as exc:
         raise AppendBusy(f"no answer from the stream: {exc!r}") from None
     return _stored(reply.data, conditional=expected_last is not None)

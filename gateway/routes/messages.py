@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from fastapi import APIRouter, Header, Request
 from opentelemetry.trace import SpanKind
@@ -25,6 +25,7 @@ from agentstream.runtime.log_context import set_run_context
 from agentstream.runtime.nats_contract import Producer, publish_event
 from agentstream.runtime.openapi_bodies import json_body
 from agentstream.runtime.temporal import describe_run
+from gateway import conversation_gate
 from gateway.auth import Principal, require_org
 from gateway.idempotency import (
     IDEMPOTENCY_KEY_HEADER,
@@ -95,6 +96,43 @@ async def post_message(
     (FastAPI's span, or the caller's ``traceparent``) is linked, not continued, so two runs
     never share a trace. The trace's ID goes in the run's ``queued`` event.
     """
+    body = decode_body(await read_body(request, gw.settings.max_body_bytes), PostMessage)
+    accepted = await accept_message(
+        request, gw, principal, body, idempotency_key, route="/api/messages"
+    )
+    access = stream_access(gw, accepted.run, accepted.org)
+    answer = MessageAccepted(
+        workflow_id=accepted.run,
+        conversation_id=accepted.conversation_id,
+        stream_url=access.url,
+        run_url=run_url(gw, accepted.run),
+        stream_token=access.token,
+    )
+    replayed = {"Idempotent-Replayed": "true"} if accepted.replayed else None
+    return json_response(answer, 202, replayed)
+
+
+class Accepted(NamedTuple):
+    """A run accepted for a message: queued durably, its workflow started or to follow."""
+
+    org: str
+    run: str
+    conversation_id: str
+    # Found, not started: an earlier request with the same Idempotency-Key started it.
+    replayed: bool = False
+
+
+async def accept_message(
+    request: Request,
+    gw: GatewayState,
+    principal: Principal,
+    body: PostMessage,
+    idempotency_key: str | None,
+    *,
+    route: str,
+) -> Accepted:
+    """Queue a run for ``body`` as ``POST /api/messages`` does, for any route that starts runs
+    (``route``, as its span names it); see ``post_message``."""
     request_span = tracing.caller(
         request.headers.get("traceparent"), request.headers.get("tracestate")
     )
@@ -103,15 +141,14 @@ async def post_message(
         kind=SpanKind.SERVER,
         new_trace=True,
         links=[request_span] if request_span is not None else (),
-        attributes={"http.request.method": "POST", "http.route": "/api/messages"},
+        attributes={"http.request.method": "POST", "http.route": route},
     ):
-        return await _post_message(request, gw, principal, idempotency_key)
+        return await _accept(gw, principal, body, idempotency_key)
 
 
-async def _post_message(
-    request: Request, gw: GatewayState, principal: Principal, idempotency_key: str | None
-) -> Response:
-    body = decode_body(await read_body(request, gw.settings.max_body_bytes), PostMessage)
+async def _accept(
+    gw: GatewayState, principal: Principal, body: PostMessage, idempotency_key: str | None
+) -> Accepted:
     if len(body.message) > gw.settings.max_message_chars:
         raise BadRequest(
             f"message longer than {gw.settings.max_message_chars} characters",
@@ -126,7 +163,7 @@ async def _post_message(
         tracing.annotate({"agentstream.run": run, "agentstream.org": org})
         chat = await _queue(gw, org, body, run, producer=QUEUED_PRODUCER)
         gw.starter.start_soon(chat, run)
-        return _accepted(gw, org, run, chat.conversation_id)
+        return Accepted(org, run, chat.conversation_id)
     run = idempotent_run_id(org, checked_key(idempotency_key))
     set_run_context(run, org)
     tracing.annotate({"agentstream.run": run, "agentstream.org": org})
@@ -155,16 +192,29 @@ async def _queue(
         org=org,
         connection_id=body.connection_id,
     )
+    admission = await conversation_gate.admit(
+        gw, org, chat.conversation_id, run, named=body.conversation_id is not None
+    )
     # Queued is published first so it precedes anything a worker publishes for the run. Its
     # Nats-Msg-Id derives from the run ID: racing duplicates of a keyed request store it once.
     queued = Status(run=run, stage=Stage.QUEUED, trace_id=tracing.current_trace_id())
     await publish_event(gw.nc, org, queued, producer=producer)
+    # After queued: whoever finds the run in its conversation's index finds its stream too.
+    await conversation_gate.record(
+        gw,
+        org,
+        chat.conversation_id,
+        run,
+        body.message,
+        admission,
+        end_if_refused=producer == QUEUED_PRODUCER,
+    )
     return chat
 
 
 async def _start_keyed(
     gw: GatewayState, org: str, body: PostMessage, run: str, fingerprint: str
-) -> Response:
+) -> Accepted:
     """Queue and start a keyed run before answering; a failed start leaves it open to a retry."""
     chat = await _queue(gw, org, body, run, producer=KEYED_QUEUED_PRODUCER)
     try:
@@ -182,30 +232,16 @@ async def _start_keyed(
         log.exception("could not start workflow %s", run)
         raise Unavailable("could not start the run, try again") from exc
     gw.open_runs.started(org)
-    return _accepted(gw, org, run, chat.conversation_id)
+    return Accepted(org, run, chat.conversation_id)
 
 
 async def _replay(
     gw: GatewayState, org: str, body: PostMessage, run: str, fingerprint: str
-) -> Response | None:
+) -> Accepted | None:
     """The answer for a keyed run that already exists, or None when Temporal does not know it."""
     description = await describe_run(gw.temporal, run)
     if description is None:
         return None
     if await description.memo_value(REQUEST_FINGERPRINT_MEMO, None, type_hint=str) != fingerprint:
         raise Conflict(f"this {IDEMPOTENCY_KEY_HEADER} was already used for another request")
-    return _accepted(gw, org, run, body.conversation_id or run, replayed=True)
-
-
-def _accepted(
-    gw: GatewayState, org: str, run: str, conversation_id: str, *, replayed: bool = False
-) -> Response:
-    access = stream_access(gw, run, org)
-    accepted = MessageAccepted(
-        workflow_id=run,
-        conversation_id=conversation_id,
-        stream_url=access.url,
-        run_url=run_url(gw, run),
-        stream_token=access.token,
-    )
-    return json_response(accepted, 202, {"Idempotent-Replayed": "true"} if replayed else None)
+    return Accepted(org, run, body.conversation_id or run, replayed=True)

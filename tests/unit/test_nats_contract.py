@@ -26,6 +26,8 @@ from agentstream.runtime.nats_contract import (
     Producer,
     RunSubject,
     Stored,
+    conversation_live_subject,
+    conversation_subject,
     event_headers,
     last_event_of,
     live_subject,
@@ -71,6 +73,9 @@ def test_a_run_subject_parses_back_to_its_org_and_run() -> None:
     assert parse_subject(live_subject("acme", "run_1")) == RunSubject("acme", "run_1")
     for other in ("", "runs.acme", "runs.acme.run_1.x", "other.acme.run_1", "$JS.API.INFO"):
         assert parse_subject(other) is None
+    # A conversation's index records are no run's events.
+    assert parse_subject(conversation_subject("acme", "run_1")) is None
+    assert parse_subject(conversation_live_subject("acme", "run_1")) is None
 
 
 def test_producer_names_are_the_stored_ones() -> None:
@@ -84,6 +89,7 @@ def test_producer_names_are_the_stored_ones() -> None:
         "CALL_AGENT": "call_agent",
         "SAVE_MESSAGE": "save_message",
         "WORKFLOW_WAITING_FOR_AGENT": "workflow-waiting_for_agent",
+        "CONVERSATION": "conversation",
         "PROBE": "probe",
     }
     assert Producer.of_stage(Stage.WAITING_FOR_AGENT) is Producer.WORKFLOW_WAITING_FOR_AGENT
