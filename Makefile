@@ -6,6 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# The TypeScript client's npm devDependencies (tsc, type definitions): tests/e2e/test_js_client.py.
+JS_CLIENT_STAMP := clients/js/node_modules/.installed
+
 .PHONY: demo up test lint typecheck unit e2e bench clean
 
 $(STAMP): pyproject.toml
@@ -15,6 +18,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
+
+$(JS_CLIENT_STAMP): clients/js/package.json clients/js/package-lock.json
+	cd clients/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_CLIENT_STAMP)
 
 demo: $(STAMP)
 	$(PY) -m agentstream demo
@@ -30,7 +37,7 @@ typecheck: $(STAMP)
 	$(PY) -m mypy schemas
 	$(PY) -m mypy --ignore-missing-imports agent agentstream gateway worker
 
-test: lint typecheck $(STAMP)
+test: lint typecheck $(STAMP) $(JS_CLIENT_STAMP)
 	$(PY) -m pytest
 
 unit: $(STAMP)
