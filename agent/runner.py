@@ -10,10 +10,11 @@ from typing import Any, cast
 import httpx
 from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage
 from langchain_core.tools import BaseTool
 
 from agent.chunk_sink import ChunkSink
+from agent.history import history_messages
 from agent.settings import AgentSettings
 from agent.sql_database import AnalysisDatabases, ReadOnlyDatabase
 from agent.sql_tools import sql_tools
@@ -98,11 +99,16 @@ class AgentRunner:
                 tools += sql_tools(database, recorder, queries)
             agent = create_agent(self._model, tools, system_prompt=SYSTEM_PROMPT)
             final: list[Any] = []
+            # The conversation's earlier turns come first, as chat history.
+            messages: list[AnyMessage | dict[str, Any]] = [
+                *history_messages(request.history),
+                HumanMessage(request.prompt),
+            ]
             # With a list of stream modes, each item is a (mode, payload) pair.
             stream = cast(
                 AsyncGenerator[tuple[str, Any], None],
                 agent.astream(
-                    {"messages": [{"role": "user", "content": request.prompt}]},
+                    {"messages": messages},
                     stream_mode=["messages", "values"],
                     config={"recursion_limit": settings.max_steps},
                 ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import TypeVar
 
 TABLE = "koperasi.koperasi"
 _DATA_WORDS = (
@@ -27,7 +28,16 @@ _DATA_WORDS = (
     "table",
     "cooperative",
 )
-_INDONESIAN_WORDS = ("tampilkan", "yang", "dengan", "tertinggi", "terendah", "rata", "berapa")
+_INDONESIAN_WORDS = (
+    "tampilkan",
+    "yang",
+    "dengan",
+    "tertinggi",
+    "terendah",
+    "rata",
+    "berapa",
+    "dan ",
+)
 
 
 @dataclass(frozen=True)
@@ -49,29 +59,84 @@ def is_data_question(prompt: str) -> bool:
     return any(word in lowered for word in _DATA_WORDS)
 
 
-def query_for(prompt: str) -> AnalysisQuery:
-    """Map a question to one aggregate query over the koperasi table."""
+T = TypeVar("T")
+
+_LOWEST_WORDS = ("terendah", "lowest", "smallest", "terkecil", "bottom")
+_HIGHEST_WORDS = ("tertinggi", "highest", "largest", "terbesar", "top")
+_NUMBER_WORDS = {
+    "three": 3,
+    "five": 5,
+    "ten": 10,
+    "tiga": 3,
+    "lima": 5,
+    "sepuluh": 10,
+}
+
+
+def is_follow_up(prompt: str) -> bool:
+    """Whether the prompt only changes an earlier question's order or count ("and the five
+    lowest?"), so that the earlier question says what it is about."""
     text = prompt.lower()
+    return any(w in text for w in (*_LOWEST_WORDS, *_HIGHEST_WORDS)) or _count_in(text) is not None
+
+
+def _count_in(text: str) -> int | None:
     numbers = [int(n) for n in re.findall(r"\b(\d{1,2})\b", text) if 0 < int(n) <= 50]
-    count = numbers[0] if numbers else 5
-    if "aset" in text or "asset" in text:
-        column, measure, rupiah = "total_aset", ("total aset", "total assets"), True
-    elif "anggota" in text or "member" in text:
-        column, measure, rupiah = "jumlah_anggota", ("jumlah anggota", "members"), False
-    else:
-        column, measure, rupiah = "modal_awal", ("modal awal", "starting capital"), True
-    if "kabupaten" in text or "kota" in text or "regency" in text:
-        group, groups = "kabupaten_kota", ("kabupaten/kota", "regencies/cities")
-    elif "jenis" in text or "type" in text:
-        group, groups = "jenis", ("jenis koperasi", "cooperative types")
-    else:
-        group, groups = "provinsi", ("provinsi", "provinces")
-    total = any(w in text for w in ("total ", "sum", "jumlah total"))
-    aggregate, agg_label = (
-        ("sum", ("total", "total")) if total else ("avg", ("rata-rata", "average"))
+    if numbers:
+        return numbers[0]
+    words = [_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text) if w in _NUMBER_WORDS]
+    return words[0] if words else None
+
+
+def _first(texts: list[str], choices: list[tuple[tuple[str, ...], T]], default: T) -> T:
+    """The choice whose words the first text naming any choice names; else ``default``."""
+    for text in texts:
+        for words, choice in choices:
+            if any(w in text for w in words):
+                return choice
+    return default
+
+
+def query_for(prompt: str, earlier: tuple[str, ...] = ()) -> AnalysisQuery:
+    """Map a question to one aggregate query over the koperasi table.
+
+    ``earlier``: the conversation's earlier questions, newest first. What the question does not
+    say (the measure, the grouping, the count, the order) is taken from the newest earlier
+    question that says it, so "and the five lowest?" keeps the previous question's subject.
+    """
+    texts = [prompt.lower(), *(text.lower() for text in earlier)]
+    count = next((c for c in map(_count_in, texts) if c is not None), 5)
+    column, measure, rupiah = _first(
+        texts,
+        [
+            (("aset", "asset"), ("total_aset", ("total aset", "total assets"), True)),
+            (("anggota", "member"), ("jumlah_anggota", ("jumlah anggota", "members"), False)),
+            (("modal", "capital"), ("modal_awal", ("modal awal", "starting capital"), True)),
+        ],
+        ("modal_awal", ("modal awal", "starting capital"), True),
     )
-    highest = not any(w in text for w in ("terendah", "lowest", "smallest", "terkecil"))
-    indonesian = any(w in text for w in _INDONESIAN_WORDS)
+    group, groups = _first(
+        texts,
+        [
+            (
+                ("kabupaten", "kota", "regency"),
+                ("kabupaten_kota", ("kabupaten/kota", "regencies/cities")),
+            ),
+            (("jenis", "type"), ("jenis", ("jenis koperasi", "cooperative types"))),
+            (("provinsi", "province"), ("provinsi", ("provinsi", "provinces"))),
+        ],
+        ("provinsi", ("provinsi", "provinces")),
+    )
+    aggregate, agg_label = _first(
+        texts,
+        [
+            (("total ", "sum", "jumlah total"), ("sum", ("total", "total"))),
+            (("rata", "average", "mean"), ("avg", ("rata-rata", "average"))),
+        ],
+        ("avg", ("rata-rata", "average")),
+    )
+    highest = _first(texts, [(_LOWEST_WORDS, False), (_HIGHEST_WORDS, True)], True)
+    indonesian = any(w in texts[0] for w in _INDONESIAN_WORDS)
     lang = 0 if indonesian else 1
     sql = (
         f"SELECT {group}, round({aggregate}({column}), 2) AS nilai, count(*) AS jumlah_koperasi"

@@ -29,7 +29,13 @@ from langchain_core.messages.tool import ToolCall
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 
-from agent.scripted_analysis import TABLE, answer_for, is_data_question, query_for
+from agent.scripted_analysis import (
+    TABLE,
+    answer_for,
+    is_data_question,
+    is_follow_up,
+    query_for,
+)
 
 SCRIPTED_MODEL_NAME = "offline-scripted"
 
@@ -93,8 +99,15 @@ class ScriptedChatModel(BaseChatModel):
         )
         prompt = str(messages[last_human].content) if last_human >= 0 else ""
         results = [str(m.content) for m in messages[last_human + 1 :] if isinstance(m, ToolMessage)]
-        if "run_sql" in self.tool_names and is_data_question(prompt):
-            return self._analysis_step(prompt, results)
+        # The conversation's earlier questions, newest first: a follow-up takes its subject there.
+        earlier = tuple(
+            str(m.content) for m in reversed(messages[:last_human]) if isinstance(m, HumanMessage)
+        )
+        if "run_sql" in self.tool_names and (
+            is_data_question(prompt)
+            or (is_follow_up(prompt) and any(is_data_question(e) for e in earlier))
+        ):
+            return self._analysis_step(prompt, results, earlier)
         if "write_file" in self.tool_names and "run_command" in self.tool_names:
             return self._sandbox_step(prompt, results)
         return AIMessage(content=f"I have no tools for this request. {_DISCLAIMER}")
@@ -119,8 +132,10 @@ class ScriptedChatModel(BaseChatModel):
             )
         )
 
-    def _analysis_step(self, prompt: str, results: list[str]) -> AIMessage:
-        query = query_for(prompt)
+    def _analysis_step(
+        self, prompt: str, results: list[str], earlier: tuple[str, ...]
+    ) -> AIMessage:
+        query = query_for(prompt, earlier)
         plan = [
             ("Let me see which tables I can query. ", _call("list_tables", {}, 1)),
             ("Now the table's columns. ", _call("describe_table", {"table": TABLE}, 2)),

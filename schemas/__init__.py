@@ -41,6 +41,7 @@ from schemas.messages import (
     SandboxInfo,
     SqlQuery,
     ToolCall,
+    Turn,
     Usage,
 )
 
@@ -77,6 +78,7 @@ __all__ = [
     "ToolCall",
     "ToolEnd",
     "ToolStart",
+    "Turn",
     "Usage",
     "chain",
     "decode_event",

@@ -68,6 +68,15 @@ class AgentResult(msgspec.Struct, kw_only=True, frozen=True):
     sandbox: SandboxInfo | None = None
 
 
+class Turn(msgspec.Struct, kw_only=True, frozen=True):
+    """One earlier turn of a conversation, as the agent is given it: the user's message, the
+    answer and the SQL statements that answer ran (those that succeeded, in order)."""
+
+    prompt: str
+    answer: str
+    sql: list[str] = msgspec.field(default_factory=list)
+
+
 class AgentRequest(msgspec.Struct, kw_only=True, frozen=True):
     """Body of ``POST /ai/agent``: one attempt of one run."""
 
@@ -81,6 +90,8 @@ class AgentRequest(msgspec.Struct, kw_only=True, frozen=True):
     callback_token: str = ""
     sandbox: SandboxInfo | None = None
     connection_id: str | None = None
+    # The conversation's earlier turns, oldest first, bounded by the worker (HISTORY_MAX_*).
+    history: list[Turn] = msgspec.field(default_factory=list)
 
 
 class PostMessage(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -17,7 +17,11 @@ from temporalio.exceptions import ApplicationError
 
 from agentstream.runtime import tracing
 from agentstream.runtime.http import parse_retry_after
-from agentstream.runtime.message_store import ConversationOfAnotherOrg, MessageStore
+from agentstream.runtime.message_store import (
+    ConversationOfAnotherOrg,
+    HistoryBounds,
+    MessageStore,
+)
 from agentstream.runtime.nats_contract import Producer
 from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.sandbox import SandboxBusy, SandboxProvider
@@ -131,6 +135,10 @@ def callback_urls_for(chat: ChatInput, run: str, gateway_urls: list[str]) -> lis
     return [url if url.endswith("/chunk") else f"{url}/api/stream/{run}/chunk" for url in urls]
 
 
+# WorkerSettings' defaults (HISTORY_MAX_TURNS, HISTORY_MAX_CHARS).
+_DEFAULT_HISTORY = HistoryBounds(max_turns=10, max_chars=20_000)
+
+
 class RunActivities:
     """Activities as bound methods over the clients the worker opened once."""
 
@@ -145,6 +153,7 @@ class RunActivities:
         gateway_urls: list[str],
         callback_secret: str,
         heartbeat_s: float,
+        history_bounds: HistoryBounds = _DEFAULT_HISTORY,
         test_stage_delays: dict[str, float] | None = None,
     ) -> None:
         self._nc = nc
@@ -156,6 +165,7 @@ class RunActivities:
         self._gateway_urls = gateway_urls
         self._callback_secret = callback_secret
         self._heartbeat_s = heartbeat_s
+        self._history_bounds = history_bounds
         self._test_stage_delays = test_stage_delays or {}
 
     async def _publish(self, org: str, event: Status | Reset, producer: Producer) -> None:
@@ -276,6 +286,13 @@ class RunActivities:
             ),
         )
         callback_urls = callback_urls_for(chat, params.run, self._gateway_urls)
+        # Only the run's own org's turns: another org's under the same ID are never read.
+        history = await self._store.history(
+            chat.conversation_id or params.run,
+            chat.org,
+            before_run=params.run,
+            bounds=self._history_bounds,
+        )
         request = AgentRequest(
             run=params.run,
             attempt=attempt,
@@ -286,6 +303,7 @@ class RunActivities:
             callback_token=token,
             sandbox=params.sandbox,
             connection_id=chat.connection_id,
+            history=history,
         )
         async with (
             watch_progress(self._nc, chat.org, params.run) as progress,

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 from temporalio.worker import Worker
 
-from agentstream.runtime.message_store import MessageStore, open_pool
+from agentstream.runtime.message_store import HistoryBounds, MessageStore, open_pool
 from agentstream.runtime.nats_conn import connect_nats
 from agentstream.runtime.sandbox.backends import SandboxBackends
 from agentstream.runtime.temporal import agent_call_queue, connect_temporal, task_queue
@@ -60,6 +60,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
             gateway_urls=settings.gateway_urls,
             callback_secret=settings.callback_secret,
             heartbeat_s=settings.heartbeat_s,
+            history_bounds=HistoryBounds(settings.history_max_turns, settings.history_max_chars),
             test_stage_delays=settings.test_stage_delays,
         )
 

@@ -61,6 +61,10 @@ class WorkerSettings(TrustedSettings, frozen=True, kw_only=True):
     # agent service's default AGENT_MAX_CONCURRENT_RUNS, for one worker in front of one agent.
     # With W workers in front of agents that accept C runs in all, set C / W.
     agent_slots: int = msgspec.field(default=DEFAULT_AGENT_CAPACITY, name="WORKER_AGENT_SLOTS")
+    # How much of its conversation a run's agent is given: the newest turns (prompt, answer and
+    # the SQL it ran), no more than this many, and no more than this many characters in all.
+    history_max_turns: int = msgspec.field(default=10, name="HISTORY_MAX_TURNS")
+    history_max_chars: int = msgspec.field(default=20_000, name="HISTORY_MAX_CHARS")
     # TEST AID, empty in any deployment: pause the named activities (``create_sandbox``,
     # ``save_message``) for that many seconds mid-way, so tests can cancel a run inside them.
     test_stage_delays: StageDelays = msgspec.field(

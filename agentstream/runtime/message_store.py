@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
 
 from agentstream.runtime.migrations import migrate
-from schemas import AgentResult, ChatInput, encode
+from schemas import AgentResult, ChatInput, Turn, encode
 
 
 def _storable(text: str) -> str:
@@ -49,6 +49,63 @@ async def _claim(conn: asyncpg.Connection, conversation_id: str, org: str) -> No
     owner = await conn.fetchval(_OWNER, conversation_id)
     if owner != org:
         raise ConversationOfAnotherOrg(conversation_id)
+
+
+class HistoryBounds(NamedTuple):
+    """How much of a conversation a run is given: its newest ``max_turns`` turns, and no more
+    than ``max_chars`` characters of them in all (older turns go first, then the oldest turn
+    kept is cut)."""
+
+    max_turns: int
+    max_chars: int
+
+
+class _SqlOnly(msgspec.Struct):
+    """The part of a stored result a turn needs besides its answer."""
+
+    sql_queries: list[_Statement] = msgspec.field(default_factory=list)
+
+
+class _Statement(msgspec.Struct):
+    sql: str
+    error: str | None = None
+
+
+_SQL_OF = msgspec.json.Decoder(_SqlOnly)
+
+
+def _turn_chars(turn: Turn) -> int:
+    return len(turn.prompt) + len(turn.answer) + sum(len(sql) for sql in turn.sql)
+
+
+def bounded(turns: list[Turn], max_chars: int) -> list[Turn]:
+    """The newest of ``turns`` (oldest first) that fit in ``max_chars`` characters; the oldest
+    kept is cut (its answer, then its SQL, then its prompt) if it alone overflows."""
+    kept: list[Turn] = []
+    left = max_chars
+    for turn in reversed(turns):
+        size = _turn_chars(turn)
+        if size <= left:
+            kept.append(turn)
+            left -= size
+            continue
+        if left > 0:
+            kept.append(_cut(turn, left))
+        break
+    kept.reverse()
+    return kept
+
+
+def _cut(turn: Turn, chars: int) -> Turn:
+    prompt = turn.prompt[:chars]
+    chars -= len(prompt)
+    sql: list[str] = []
+    for statement in turn.sql:
+        if len(statement) > chars:
+            break
+        sql.append(statement)
+        chars -= len(statement)
+    return Turn(prompt=prompt, answer=turn.answer[:chars], sql=sql)
 
 
 class StoredMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,6 +159,33 @@ class MessageStore:
                 encode(_storable_json(msgspec.to_builtins(result))).decode(),
             )
         return bool(status == "INSERT 0 1")
+
+    async def history(
+        self, conversation_id: str, org: str, *, before_run: str, bounds: HistoryBounds
+    ) -> list[Turn]:
+        """The conversation's turns stored before ``before_run``'s (never its own), oldest
+        first, within ``bounds``: prompt, answer and the SQL each ran. Only ``org``'s own turns
+        are read, whatever another org stored under the same ID."""
+        if bounds.max_turns < 1 or bounds.max_chars < 1:
+            return []
+        rows = await self._pool.fetch(
+            "SELECT prompt, final_answer, result::text AS result FROM messages"
+            " WHERE conversation_id = $1 AND org = $2 AND run_id <> $3"
+            " ORDER BY created_at DESC, run_id DESC LIMIT $4",
+            conversation_id,
+            org,
+            before_run,
+            bounds.max_turns,
+        )
+        turns = [
+            Turn(
+                prompt=row["prompt"],
+                answer=row["final_answer"],
+                sql=[q.sql for q in _SQL_OF.decode(row["result"]).sql_queries if q.error is None],
+            )
+            for row in reversed(rows)
+        ]
+        return bounded(turns, bounds.max_chars)
 
     async def get(self, run_id: str) -> StoredMessage | None:
         """The stored answer of ``run_id``, if any."""

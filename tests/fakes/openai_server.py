@@ -7,6 +7,11 @@ by counting the ``tool`` messages that follow the last ``user`` message:
 * 1 tool result: call ``run_command`` to run it;
 * 2 or more: answer in text, quoting the last tool result.
 
+With ``run_sql`` offered, a question carrying a line ``SQL: <query>`` runs that query and answers
+with its rows; a follow-up with no query of its own takes the last ```` ```sql ```` block of the
+earlier assistant messages (the conversation's history), its order turned round when it asks for
+the "lowest" or "highest", and does the same: it can only answer from the history it was sent.
+
 A tool is only called if the request offers it in ``tools``; otherwise the
 server goes straight to the text answer.  Streaming requests get Server-Sent
 Events shaped like OpenAI's ``chat.completion.chunk`` stream, so real clients
@@ -27,7 +32,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +50,9 @@ HOST = "127.0.0.1"
 WRITE_FILE_ARGS: JSONObject = {"path": "hello.py", "content": "print('hello from the sandbox')\n"}
 RUN_COMMAND_ARGS: JSONObject = {"command": "python3 hello.py"}
 ANSWER_PREFIX = "The script ran and printed: "
+SQL_LINE_PREFIX = "SQL: "
+SQL_ANSWER_PREFIX = "The query returned: "
+_SQL_BLOCK = re.compile(r"```sql\n(.*?)\n```", re.DOTALL)
 
 # Small enough that every tool call spans several deltas, so clients are
 # exercised on reassembling argument fragments as they must with OpenAI.
@@ -77,6 +85,11 @@ def plan_reply(messages: Sequence[JSONObject], tools: Sequence[JSONObject]) -> R
     }
     results = _tool_results_since_last_user(messages)
     commands = _commands_in_last_user_message(messages)
+    sql = _planned_sql(messages) if "run_sql" in offered and not commands else None
+    if sql is not None:
+        if not results:
+            return ToolCall("run_sql", _compact_json({"query": sql}))
+        return SQL_ANSWER_PREFIX + _text_of(results[-1])
     if commands and "run_command" in offered:
         # A prompt made of "$ <command>" lines plays those commands in order, then reports.
         if len(results) < len(commands):
@@ -89,6 +102,30 @@ def plan_reply(messages: Sequence[JSONObject], tools: Sequence[JSONObject]) -> R
     if results:
         return ANSWER_PREFIX + _text_of(results[-1])
     return "There is no tool output to report."
+
+
+def _planned_sql(messages: Sequence[JSONObject]) -> str | None:
+    """The query a question names, or a follow-up's, from the history's last one."""
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+    if last_user < 0:
+        return None
+    question = _text_of(messages[last_user])
+    for line in question.splitlines():
+        if line.startswith(SQL_LINE_PREFIX):
+            return line.removeprefix(SQL_LINE_PREFIX)
+    earlier = [
+        block
+        for message in messages[:last_user]
+        if message["role"] == "assistant"
+        for block in _SQL_BLOCK.findall(_text_of(message))
+    ]
+    if not earlier:
+        return None
+    if "lowest" in question.lower():
+        return earlier[-1].replace(" DESC", " ASC")
+    if "highest" in question.lower():
+        return earlier[-1].replace(" ASC", " DESC")
+    return earlier[-1]
 
 
 def _commands_in_last_user_message(messages: Sequence[JSONObject]) -> list[str]:
@@ -284,10 +321,19 @@ def _validation_problem(body: Any) -> str | None:
 class FakeOpenAIServer:
     """The scripted Chat Completions app, recording every accepted request body."""
 
-    def __init__(self, *, rate_limited: frozenset[int] = frozenset()) -> None:
-        """``rate_limited``: which requests (counted from 1) are refused with 429."""
+    def __init__(
+        self,
+        *,
+        rate_limited: frozenset[int] = frozenset(),
+        check: Callable[[JSONObject], None] | None = None,
+    ) -> None:
+        """``rate_limited``: which requests (counted from 1) are refused with 429. ``check``
+        asserts on each request's body: one it fails (``AssertionError``) is answered 400 with
+        what it said, and recorded in ``failed_checks``."""
         self.requests: list[JSONObject] = []
+        self.failed_checks: list[str] = []
         self.rate_limited = rate_limited
+        self.check = check
         self.received = 0
         self.app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
 
@@ -308,6 +354,12 @@ class FakeOpenAIServer:
         if problem is not None:
             return _error(400, problem, "invalid_request")
         self.requests.append(body)
+        if self.check is not None:
+            try:
+                self.check(body)
+            except AssertionError as exc:
+                self.failed_checks.append(str(exc))
+                return _error(400, f"check failed: {exc}", "check_failed")
 
         messages: list[JSONObject] = body["messages"]
         reply = plan_reply(messages, body.get("tools", []))

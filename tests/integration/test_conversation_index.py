@@ -1,6 +1,7 @@
 """agentstream.runtime.conversation_index on a real NATS server with the RUNS stream: a
 conversation's runs recorded in order, listed, the newest found, conditional on the newest seen,
-kept apart by org, republished live; and the org claim of the message store on PostgreSQL."""
+kept apart by org, republished live; and, on PostgreSQL, the org claim of the message store and
+the history it gives a run."""
 
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ from agentstream.runtime.conversation_index import (
     record_run,
     runs_of,
 )
-from agentstream.runtime.message_store import ConversationOfAnotherOrg, MessageStore, open_pool
+from agentstream.runtime.message_store import (
+    ConversationOfAnotherOrg,
+    HistoryBounds,
+    MessageStore,
+    open_pool,
+)
 from agentstream.runtime.nats_contract import (
     LastSequenceMoved,
     conversation_live_subject,
@@ -29,7 +35,7 @@ from agentstream.runtime.nats_contract import (
     previous_seq,
     run_subject_any_org,
 )
-from schemas import AgentResult, ChatInput, InvalidIdError
+from schemas import AgentResult, ChatInput, InvalidIdError, SqlQuery, Turn
 from tests.conftest import throwaway_database
 
 _names = count()
@@ -189,3 +195,43 @@ async def test_a_conversation_is_its_first_orgs_only(store: MessageStore) -> Non
     )
     refused = [r for r in results if isinstance(r, ConversationOfAnotherOrg)]
     assert len(refused) == 2, results
+
+
+async def test_history_is_the_orgs_own_earlier_turns_bounded(store: MessageStore) -> None:
+    def result(n: int) -> AgentResult:
+        return AgentResult(
+            final_answer=f"answer {n}",
+            sql_queries=[
+                SqlQuery(sql=f"SELECT {n}", row_count=1),
+                SqlQuery(sql="SELECT broken", error="syntax error"),
+            ],
+        )
+
+    for n in range(4):
+        chat = ChatInput(prompt=f"question {n}", conversation_id="talk", org="acme")
+        assert await store.save(f"run_h{n}", chat, result(n))
+    bounds = HistoryBounds(max_turns=10, max_chars=10_000)
+    turns = await store.history("talk", "acme", before_run="run_next", bounds=bounds)
+    # Oldest first; only the statements that ran.
+    assert turns == [
+        Turn(prompt=f"question {n}", answer=f"answer {n}", sql=[f"SELECT {n}"]) for n in range(4)
+    ]
+    # Never the run's own turn (a retried attempt after its answer was stored).
+    own = await store.history("talk", "acme", before_run="run_h3", bounds=bounds)
+    assert [t.prompt for t in own] == ["question 0", "question 1", "question 2"]
+    newest = await store.history(
+        "talk", "acme", before_run="x", bounds=bounds._replace(max_turns=2)
+    )
+    assert [t.prompt for t in newest] == ["question 2", "question 3"]
+    # Each turn here is 10 + 8 + 8 characters: two fit in 62, the third is cut to 10.
+    small = await store.history(
+        "talk", "acme", before_run="x", bounds=bounds._replace(max_chars=62)
+    )
+    assert [t.prompt for t in small] == ["question 1", "question 2", "question 3"]
+    assert small[0] == Turn(prompt="question 1", answer="", sql=[])
+    # Another org naming the conversation reads nothing of acme's.
+    assert await store.history("talk", "other", before_run="x", bounds=bounds) == []
+    assert (
+        await store.history("talk", "acme", before_run="x", bounds=bounds._replace(max_turns=0))
+        == []
+    )
