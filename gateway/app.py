@@ -59,6 +59,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     metrics = Metrics()
     declare_all(metrics)
+    # 0 before the first client: a panel over it shows zero, not "no data".
+    metrics.add(stream.SSE_CLIENTS, stream.SSE_CLIENTS_HELP, 0)
     auth = Authenticator(settings)
     if auth.open:
         log.warning("no API_KEYS or JWT configured: the gateway is OPEN (local stack mode)")

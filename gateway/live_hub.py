@@ -19,9 +19,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from agentstream.runtime.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Histogram, Metrics
+from agentstream.runtime.metrics import LIMIT_HITS, LIMIT_HITS_HELP, Metrics
 from agentstream.runtime.nats_contract import live_subject
-from gateway.latency_metrics import CLIENT_QUEUE_WAIT, histogram
+from gateway.latency_metrics import LiveTimings, live_timings
 from gateway.sse_frames import Frame, live_frames
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 class _Signal:
     """A queue item that is not an event."""
+
+    # As a history frame's: no live event's times to count.
+    stored = received = 0.0
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -61,8 +64,7 @@ class Watcher:
         "_limit",
         "_on_cut",
         "_on_overflow",
-        "_since",
-        "_waited",
+        "_timings",
         "_waiter",
         "overflowed",
         "run",
@@ -74,14 +76,13 @@ class Watcher:
         queue_size: int,
         on_cut: Callable[[], object] = do_nothing,
         on_overflow: Callable[[], None] = do_nothing,
-        waited: Histogram | None = None,
+        timings: LiveTimings | None = None,
     ) -> None:
         self.run = run
         self._limit = queue_size
         self._items: list[LiveItem] = []
-        # When the oldest pending item came (time.monotonic), and where its wait is counted.
-        self._since = 0.0
-        self._waited = waited
+        # Where the wait and the lag of each batch's oldest live event are counted.
+        self._timings = timings
         self._waiter: asyncio.Future[None] | None = None
         # Called on overflow, so the response can end even while blocked sending to the client.
         self._on_cut = on_cut
@@ -90,15 +91,12 @@ class Watcher:
 
     def offer(self, item: LiveItem) -> None:
         """Hand an item to the client without ever waiting on it."""
-        self.offer_all((item,), monotonic())
+        self.offer_all((item,))
 
-    def offer_all(self, items: Sequence[LiveItem], at: float) -> None:
-        """Hand items that came at ``at`` (time.monotonic) to the client, in order, without
-        ever waiting on it."""
+    def offer_all(self, items: Sequence[LiveItem]) -> None:
+        """Hand items to the client, in order, without ever waiting on it."""
         if self.overflowed:
             return
-        if not self._items:
-            self._since = at
         if len(self._items) + len(items) > self._limit:
             self.overflowed = True
             # The one item the client must see next: the order to go away.
@@ -116,8 +114,13 @@ class Watcher:
         if not self._items:
             await self._wait(timeout_s)
         items, self._items = self._items, []
-        if items and self._waited is not None:
-            self._waited.observe(monotonic() - self._since)
+        timings = self._timings
+        if items and timings is not None and items[0].received:
+            # The oldest item's times, once a batch: its client writes the batch right away.
+            now = monotonic()
+            timings.queue_wait.observe(now - items[0].received)
+            if items[0].stored:
+                timings.delivery_lag.observe(now - items[0].stored)
         return items
 
     async def get(self) -> LiveItem:
@@ -229,7 +232,7 @@ class LiveHub:
     def __init__(self, nc: NATS, *, client_queue_size: int, metrics: Metrics | None = None) -> None:
         self._nc = nc
         self._metrics = metrics
-        self._queue_wait = histogram(metrics, CLIENT_QUEUE_WAIT) if metrics is not None else None
+        self._timings = live_timings(metrics) if metrics is not None else None
         self._client_queue_size = client_queue_size
         self._channels: dict[str, _RunChannel] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -256,7 +259,7 @@ class LiveHub:
         leave always releases the subscription. ``on_cut`` is called if the client falls a
         whole queue behind.
         """
-        watcher = Watcher(run, self._client_queue_size, on_cut, self._on_overflow, self._queue_wait)
+        watcher = Watcher(run, self._client_queue_size, on_cut, self._on_overflow, self._timings)
         subject = live_subject(org, run)
         channel = self._channels.get(subject)
         if channel is None:
@@ -319,9 +322,8 @@ class LiveHub:
             except (KeyError, ValueError):
                 log.warning("unreadable live message on %s", msg.subject)
                 return
-            at = monotonic()
             for watcher in tuple(channel.watchers):
-                watcher.offer_all(frames, at)
+                watcher.offer_all(frames)
 
         subscription = await self._nc.subscribe(
             subject,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from time import monotonic, time
 from typing import NamedTuple
 
 from nats.aio.msg import Msg
@@ -22,9 +23,11 @@ class Frame(NamedTuple):
     terminal: bool
     # ``id: <id>\nevent: <type>\ndata: <json>\n\n``
     wire: bytes
-    # When a live event was stored (seconds since the epoch), for the delivery lag; 0.0 for an
-    # event read from history.
-    stored_at: float = 0.0
+    # A live event's times on this process's monotonic clock, for the latency histograms
+    # (gateway.latency_metrics): when it was stored (by the NATS server's clock) and when this
+    # replica took it off its subscription. 0.0 for an event read from history.
+    stored: float = 0.0
+    received: float = 0.0
 
 
 def _data(data: bytes) -> bytes:
@@ -34,11 +37,12 @@ def _data(data: bytes) -> bytes:
     return data
 
 
-def frame_of(event: StoredEvent, stored: float = 0.0) -> Frame:
-    """The frame of an event read from the stream; ``stored``: when, for a live one."""
+def frame_of(event: StoredEvent, stored: float = 0.0, received: float = 0.0) -> Frame:
+    """The frame of an event read from the stream; for a live one, when it was ``stored`` and
+    ``received`` (time.monotonic)."""
     event_id = event.id
     wire = b"id: %d\nevent: %b\ndata: %b\n\n" % (event_id, event.type.encode(), _data(event.data))
-    return Frame(event_id, event.seq, event.prev_seq, event.terminal, wire, stored)
+    return Frame(event_id, event.seq, event.prev_seq, event.terminal, wire, stored, received)
 
 
 def live_frames(msg: Msg) -> list[Frame]:
@@ -47,8 +51,11 @@ def live_frames(msg: Msg) -> list[Frame]:
     Raises ``KeyError`` or ``ValueError`` for a message without those headers or whose events
     cannot be read.
     """
-    stored = stored_at(msg.headers or {})
-    return [frame_of(event, stored) for event in stored_events(msg)]
+    received = monotonic()
+    stamp = stored_at(msg.headers or {})
+    # On the monotonic clock, no later than its receipt (the server's clock may run ahead).
+    stored = received - max(0.0, time() - stamp) if stamp else 0.0
+    return [frame_of(event, stored, received) for event in stored_events(msg)]
 
 
 def opening(text: str, retry_ms: int) -> bytes:

@@ -13,11 +13,9 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
-from time import time
 
 from starlette.types import Message, Receive, Send
 
-from agentstream.runtime.metrics import Histogram
 from agentstream.runtime.serve import call_on_stop_signal
 from gateway.run_stream import ClientTooSlow
 from gateway.sse_frames import PING, Frame
@@ -93,7 +91,6 @@ class SseStream:
     __slots__ = (
         "_cancels",
         "_cut",
-        "_delivery_lag",
         "_end",
         "_grace_s",
         "_listening",
@@ -104,14 +101,10 @@ class SseStream:
         "name",
     )
 
-    def __init__(
-        self, name: str, *, shutdown_grace_s: float, delivery_lag: Histogram | None = None
-    ) -> None:
+    def __init__(self, name: str, *, shutdown_grace_s: float) -> None:
         # What the stream is of, for the logs.
         self.name = name
         self._grace_s = shutdown_grace_s
-        # Where the time from a live event's store to its write is counted.
-        self._delivery_lag = delivery_lag
         # The task writing the stream, while it may be ended from outside.
         self._task: asyncio.Task[object] | None = None
         self._end: asyncio.TimerHandle | None = None
@@ -159,22 +152,16 @@ class SseStream:
             await self._write(send, first, loop)
             if batches is not None:
                 sent_at = loop.time()
-                lag = self._delivery_lag
                 async for batch in batches:
-                    stored = 0.0
                     if batch:
                         # Frames were encoded once for every client: here they are only joined.
                         chunk = b"".join([frame.wire for frame in batch])
-                        # The oldest: the write's lag is its.
-                        stored = batch[0].stored_at
                     elif loop.time() - sent_at < ping_s:
                         continue
                     else:
                         chunk = PING
                     await self._write(send, chunk, loop)
                     sent_at = loop.time()
-                    if stored and lag is not None:
-                        lag.observe(max(0.0, time() - stored))
             ended_in_order = True
         except asyncio.CancelledError:
             # Ended from outside by this stream (a cancellation of its own making); any other

@@ -25,7 +25,6 @@ from agentstream.runtime.http import BadRequest, NotFound, Unauthorized
 from agentstream.runtime.log_context import set_run_context
 from gateway.auth import own_run
 from gateway.front_routes import RawRoute
-from gateway.latency_metrics import DELIVERY_LAG, histogram
 from gateway.raw_asgi import header, send_error
 from gateway.run_stream import stream_run
 from gateway.sse_frames import Frame, message, opening
@@ -234,7 +233,6 @@ def _prepare(
     sse = SseStream(
         run,
         shutdown_grace_s=settings.sse_shutdown_grace_s,
-        delivery_lag=histogram(gw.metrics, DELIVERY_LAG),
     )
     if opened.stored is not None:
         return sse, message("done", encode(Done(run=run, result=opened.stored))), None

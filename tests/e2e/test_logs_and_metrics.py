@@ -85,6 +85,12 @@ async def test_every_metric_the_dashboard_names_is_served_and_the_histograms_hav
         if "expr" in target
     ]
     assert expressions, "the dashboard has PromQL panels"
+    # Its variables' queries (the gateway jobs to pick from) name metrics too.
+    expressions += [
+        variable["query"]["query"]
+        for variable in dashboard["templating"]["list"]
+        if isinstance(variable.get("query"), dict)
+    ]
     named: set[str] = set()
     for expression in expressions:
         names = set(_METRIC_NAME.findall(expression))

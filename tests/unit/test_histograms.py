@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 from ulid import ULID
 
 from agentstream.runtime.metrics import Histogram, Metrics
@@ -14,10 +18,11 @@ from gateway.latency_metrics import (
     DELIVERY_LAG,
     POST_TO_FIRST_AGENT_EVENT,
     declare_all,
+    live_timings,
     posted_at,
 )
-from gateway.live_hub import Watcher
-from gateway.sse_frames import Frame
+from gateway.live_hub import RESYNC, Watcher
+from gateway.sse_frames import Frame, live_frames
 
 
 def test_histogram_renders_cumulative_buckets_sum_and_count() -> None:
@@ -98,16 +103,40 @@ def test_stored_at_reads_jetstreams_time_stamp_header() -> None:
     assert stored_at({"Nats-Time-Stamp": "yesterday"}) == 0.0
 
 
-async def test_a_client_queue_counts_how_long_its_oldest_item_waited() -> None:
-    waited = Histogram((0.5, 10.0))
-    watcher = Watcher("run_1", 8, waited=waited)
-    frame = Frame(1000, 1, 0, False, b"x")
+def _live_message(stamp: str | None) -> Msg:
+    headers = {"Nats-Sequence": "7", "Nats-Last-Sequence": "3", "Agentstream-Type": "token"}
+    if stamp is not None:
+        headers["Nats-Time-Stamp"] = stamp
+    return Msg(cast(Client, None), subject="live.default.run_1", data=b"{}", headers=headers)
+
+
+def test_a_live_frame_carries_when_it_was_stored_and_received() -> None:
+    stored_wall = datetime.now(UTC) - timedelta(seconds=2)
+    before = time.monotonic()
+    (frame,) = live_frames(_live_message(stored_wall.isoformat().replace("+00:00", "Z")))
+    assert before <= frame.received <= time.monotonic()
+    assert 1.9 < frame.received - frame.stored < 2.5
+    # A server clock ahead of ours: stored no later than received, never a negative lag.
+    (ahead,) = live_frames(_live_message((datetime.now(UTC) + timedelta(seconds=5)).isoformat()))
+    assert ahead.stored == ahead.received
+    (unstamped,) = live_frames(_live_message(None))
+    assert unstamped.received and not unstamped.stored
+
+
+async def test_a_client_counts_its_batches_oldest_live_event_wait_and_lag() -> None:
+    metrics = Metrics()
+    timings = live_timings(metrics)
+    watcher = Watcher("run_1", 8, timings=timings)
     now = time.monotonic()
-    watcher.offer_all((frame,), now - 2.0)
-    # A later item does not make the queue younger: its oldest item waited 2 s.
-    watcher.offer_all((frame,), now)
-    assert await watcher.take(1.0) == [frame, frame]
-    assert waited.count == 1 and 2.0 <= waited.sum < 10.0
-    # An empty take (a quiet spell) counts nothing.
+    old = Frame(1000, 1, 0, False, b"a", stored=now - 3.0, received=now - 2.0)
+    new = Frame(2000, 2, 1, False, b"b", stored=now - 0.5, received=now)
+    watcher.offer_all((old, new))
+    assert await watcher.take(1.0) == [old, new]
+    assert timings.queue_wait.count == 1 and 2.0 <= timings.queue_wait.sum < 2.5
+    assert timings.delivery_lag.count == 1 and 3.0 <= timings.delivery_lag.sum < 3.5
+    # History frames and signals carry no live times: nothing is counted for them.
+    watcher.offer_all((Frame(3000, 3, 2, False, b"c"), RESYNC))
+    assert len(await watcher.take(1.0)) == 2
+    # An empty take (a quiet spell) counts nothing either.
     assert await watcher.take(0.01) == []
-    assert waited.count == 1
+    assert (timings.queue_wait.count, timings.delivery_lag.count) == (1, 1)
