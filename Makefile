@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 
 # The TypeScript client's npm devDependencies (tsc, type definitions): tests/e2e/test_js_client.py.
 JS_CLIENT_STAMP := clients/js/node_modules/.installed
+# The AI SDK's and AG-UI's client packages, pinned: tests/e2e/test_protocol_clients.py.
+PROTOCOL_CLIENTS_STAMP := tests/js/protocols/node_modules/.installed
 
 .PHONY: demo up test lint typecheck unit e2e bench clean
 
@@ -23,6 +25,10 @@ $(JS_CLIENT_STAMP): clients/js/package.json clients/js/package-lock.json
 	cd clients/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $(JS_CLIENT_STAMP)
 
+$(PROTOCOL_CLIENTS_STAMP): tests/js/protocols/package.json tests/js/protocols/package-lock.json
+	cd tests/js/protocols && npm ci --no-audit --no-fund --loglevel=error
+	touch $(PROTOCOL_CLIENTS_STAMP)
+
 demo: $(STAMP)
 	$(PY) -m agentstream demo
 
@@ -37,7 +43,7 @@ typecheck: $(STAMP)
 	$(PY) -m mypy schemas
 	$(PY) -m mypy --ignore-missing-imports agent agentstream gateway worker
 
-test: lint typecheck $(STAMP) $(JS_CLIENT_STAMP)
+test: lint typecheck $(STAMP) $(JS_CLIENT_STAMP) $(PROTOCOL_CLIENTS_STAMP)
 	$(PY) -m pytest
 
 unit: $(STAMP)

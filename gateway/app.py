@@ -26,7 +26,7 @@ from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
 from gateway.open_runs import OpenRuns
 from gateway.raw_asgi import OUTAGES
-from gateway.routes import bridge, messages, runs, stream
+from gateway.routes import ag_ui_events, bridge, messages, runs, stream, ui_message_stream
 from gateway.run_appender import RunAppender
 from gateway.run_directory import RunDirectory
 from gateway.run_starter import RunStarter
@@ -137,7 +137,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     # The bridge and the SSE streams ahead of all of FastAPI: a post skips its per-request
     # work, an idle stream holds only its own frames.
-    front_routes = [bridge.ROUTE, *stream.ROUTES]
+    front_routes = [
+        bridge.ROUTE,
+        *stream.ROUTES,
+        *ui_message_stream.ROUTES,
+        *ag_ui_events.ROUTES,
+    ]
     app = FrontRoutedApp(
         front_routes=front_routes,
         title="agentstream gateway",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from agentstream.runtime.run_history import HistoryReader
 from gateway.live_hub import OVERFLOW, LiveHub, do_nothing
@@ -36,7 +36,7 @@ async def stream_run(
     tick_s: float | None = None,
     on_cut: Callable[[], object] = do_nothing,
     on_idle: Callable[[], Awaitable[None]] | None = None,
-) -> AsyncIterator[list[Frame]]:
+) -> AsyncGenerator[list[Frame], None]:
     """Every event of ``run`` with an ID greater than ``after``, ending at the terminal one.
 
     Yields non-empty batches in order, and an empty one after each ``tick_s`` (default

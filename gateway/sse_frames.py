@@ -45,6 +45,12 @@ def frame_of(event: StoredEvent, stored: float = 0.0, received: float = 0.0) -> 
     return Frame(event_id, event.seq, event.prev_seq, event.terminal, wire, stored, received)
 
 
+def frame_data(frame: Frame) -> bytes:
+    """The JSON event a frame of ``frame_of`` carries, for relays that send it in another form."""
+    start = frame.wire.index(b"\ndata: ") + len(b"\ndata: ")
+    return frame.wire[start:].removesuffix(b"\n\n").replace(b"\ndata: ", b"\n")
+
+
 def live_frames(msg: Msg) -> list[Frame]:
     """The frames of a ``live.>`` message's events, whose headers the stream's RePublish set.
 

@@ -85,7 +85,8 @@ class SseStream:
     """One client's ``text/event-stream`` response: its first block, then each batch of frames
     joined into one write, and a keepalive comment after ``ping_s`` without one.
 
-    Created before the batches, so that their source can be handed ``too_slow``.
+    Created before the batches, so that their source can be handed ``too_slow``. ``headers``
+    are sent besides the usual ones (a protocol's own, e.g. the AI SDK's version header).
     """
 
     __slots__ = (
@@ -93,6 +94,7 @@ class SseStream:
         "_cut",
         "_end",
         "_grace_s",
+        "_headers",
         "_listening",
         "_receive",
         "_send_deadline",
@@ -101,9 +103,16 @@ class SseStream:
         "name",
     )
 
-    def __init__(self, name: str, *, shutdown_grace_s: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        shutdown_grace_s: float,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
         # What the stream is of, for the logs.
         self.name = name
+        self._headers = _HEADERS + headers
         self._grace_s = shutdown_grace_s
         # The task writing the stream, while it may be ended from outside.
         self._task: asyncio.Task[object] | None = None
@@ -148,7 +157,7 @@ class SseStream:
             self.end_after_grace()
         ended_in_order = False
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
             await self._write(send, first, loop)
             if batches is not None:
                 sent_at = loop.time()

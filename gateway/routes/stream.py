@@ -12,10 +12,11 @@ header, else ``?last_event_id=``, and ``_resume_after`` parses it once access is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any, NamedTuple
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -78,30 +79,59 @@ class _Params(NamedTuple):
     token: str | None
 
 
-class _Opened(NamedTuple):
+class Opened(NamedTuple):
+    """Where an admitted stream starts, and of which org."""
+
     org: str
     after: int
     # The stored answer of a completed run whose events expired: the whole stream.
     stored: AgentResult | None
 
 
+class Framing(Protocol):
+    """Another form of a run's stream (a frontend protocol), in place of agentstream's own SSE."""
+
+    # Response headers besides the usual ones.
+    headers: tuple[tuple[bytes, bytes], ...]
+
+    def opening(self) -> bytes:
+        """The stream's first block."""
+
+    def frames(self, batch: list[Frame]) -> list[Frame]:
+        """The batch's frames in this form (the same merge keys, another ``wire``)."""
+
+    def stored(self, result: AgentResult) -> bytes:
+        """The whole stream of a completed run whose events expired."""
+
+
 async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
     gw: GatewayState = scope["state"]["gateway"]
     try:
-        run, opened, release = await _begin(scope, gw, scope["path_params"])
-    except InvalidIdError as exc:
-        await send_error(send, scope, BadRequest(str(exc)))
-        return
+        run, opened, release = await begin(scope, gw, scope["path_params"])
     except Exception as exc:
         await send_error(send, scope, exc)
         return
+    await serve_opened(receive, send, gw, run, opened, release)
+
+
+async def serve_opened(
+    receive: Receive,
+    send: Send,
+    gw: GatewayState,
+    run: str,
+    opened: Opened,
+    release: Callable[[], None],
+    framing: Framing | None = None,
+) -> None:
+    """Serve the admitted stream of ``run`` (in ``framing``'s form, if given) until it ends;
+    ``release`` frees the caller's stream slot at the end."""
     # This request's own task: what it logs from here on is about the run (of every attempt).
     set_run_context(run, opened.org)
     log.info("SSE stream of %s opened after event %d", run, opened.after)
     gw.metrics.add(SSE_CLIENTS, SSE_CLIENTS_HELP, 1)
     try:
         settings = gw.settings
-        sse, first, batches = _prepare(gw, run, opened)
+        sse, first, batches = _prepare(gw, run, opened, framing)
         await sse.serve(
             receive,
             send,
@@ -116,15 +146,28 @@ async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
         log.info("SSE stream of %s closed", run)
 
 
-async def _begin(
-    scope: Scope, gw: GatewayState, path: dict[str, str]
-) -> tuple[str, _Opened, Callable[[], None]]:
+async def begin(
+    scope: Scope, gw: GatewayState, path: dict[str, str], *, from_start: bool = False
+) -> tuple[str, Opened, Callable[[], None]]:
     """The checks of a new stream: its run, where it starts, and the caller's stream slot
-    (whose release is the caller's from then on). Nothing else of the request stays."""
+    (whose release is the caller's from then on). Nothing else of the request stays.
+
+    ``from_start``: the stream starts at the run's first event, whatever event ID it names.
+    """
+    try:
+        return await _begin(scope, gw, path, from_start)
+    except InvalidIdError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+async def _begin(
+    scope: Scope, gw: GatewayState, path: dict[str, str], from_start: bool
+) -> tuple[str, Opened, Callable[[], None]]:
     params = _params(scope, path)
     org, release = await _admit(scope, gw, params.run, params.token)
     try:
-        return params.run, await _open(gw, org, params.run, params.last_event_id), release
+        last_event_id = None if from_start else params.last_event_id
+        return params.run, await _open(gw, org, params.run, last_event_id), release
     except BaseException:
         release()
         raise
@@ -189,7 +232,7 @@ def _resume_after(raw: str | None) -> int:
     return int(raw)
 
 
-async def _open(gw: GatewayState, org: str | None, run: str, raw_last_id: str | None) -> _Opened:
+async def _open(gw: GatewayState, org: str | None, run: str, raw_last_id: str | None) -> Opened:
     """Where the stream starts, and of which org; 404 for a run nothing knows."""
     after = _resume_after(raw_last_id)
     view = None
@@ -208,14 +251,14 @@ async def _open(gw: GatewayState, org: str | None, run: str, raw_last_id: str | 
     async with _turns().reads:
         found = await gw.history.has_events(org, run)
     if found:
-        return _Opened(org, after, None)
+        return Opened(org, after, None)
     view = view or await _find(gw, run)
     if view is None:
         raise NotFound(f"unknown run {run}")
     if view.result is not None and view.status == "completed":
         # The run's events expired: its stored answer still ends the stream properly.
-        return _Opened(org, after, view.result)
-    return _Opened(org, after, None)
+        return Opened(org, after, view.result)
+    return Opened(org, after, None)
 
 
 async def _find(gw: GatewayState, run: str) -> RunView | None:
@@ -225,7 +268,7 @@ async def _find(gw: GatewayState, run: str) -> RunView | None:
 
 
 def _prepare(
-    gw: GatewayState, run: str, opened: _Opened
+    gw: GatewayState, run: str, opened: Opened, framing: Framing | None
 ) -> tuple[SseStream, bytes, AsyncIterator[list[Frame]] | None]:
     """The stream's response, its opening, and its batches of ready frames (keepalives in
     between are the response's)."""
@@ -233,8 +276,11 @@ def _prepare(
     sse = SseStream(
         run,
         shutdown_grace_s=settings.sse_shutdown_grace_s,
+        headers=framing.headers if framing is not None else (),
     )
     if opened.stored is not None:
+        if framing is not None:
+            return sse, framing.stored(opened.stored), None
         return sse, message("done", encode(Done(run=run, result=opened.stored))), None
     batches = stream_run(
         gw.hub,
@@ -248,7 +294,17 @@ def _prepare(
         on_cut=sse.too_slow,
         on_idle=_TerminalCheck(gw, opened.org, run),
     )
+    if framing is not None:
+        return sse, framing.opening(), _framed(batches, framing)
     return sse, opening(f"run {run}", settings.sse_retry_ms), batches
+
+
+async def _framed(
+    batches: AsyncGenerator[list[Frame], None], framing: Framing
+) -> AsyncGenerator[list[Frame], None]:
+    async with contextlib.aclosing(batches) as source:
+        async for batch in source:
+            yield framing.frames(batch) if batch else batch
 
 
 class _TerminalCheck:

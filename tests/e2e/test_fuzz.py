@@ -12,6 +12,9 @@ Operations that by design never end, or whose valid requests start real work, ar
   unknown run, whose stream is refused (404) before it could open; valid runs' streams are
   covered by the pipeline tests;
 * ``POST /ai/agent`` gets invalid bodies only: a valid one runs a whole agent attempt;
+* the frontend-protocol routes that start a run and stream it (``POST /api/ai-sdk/chat``,
+  ``POST /api/ag-ui``) get invalid bodies only, and their run-keyed streams an unknown run;
+  ``tests/e2e/test_protocol_clients.py`` drives their valid requests with the real clients;
 * ``POST /api/messages`` gets at most :data:`MAX_MESSAGES` valid bodies, each a real workflow,
   terminated afterwards;
 * the callback bridge is fuzzed without credentials, then with a valid callback token for one
@@ -136,6 +139,26 @@ PLANS: dict[str, Plan] = {
         "own_events",
     ),
     "gateway-get-run": Plan("gateway", "GET /api/runs/{run}", BOTH, REFUSED_OR_UNKNOWN),
+    "gateway-ai-sdk-chat-invalid-bodies": Plan(
+        "gateway", "POST /api/ai-sdk/chat", ((NEGATIVE, MAX_EXAMPLES),), frozenset({400})
+    ),
+    # A generated chat ID names no conversation: nothing to resume.
+    "gateway-ai-sdk-chat-reconnect": Plan(
+        "gateway", "GET /api/ai-sdk/chat/{chat}/stream", BOTH, frozenset({204, 400})
+    ),
+    "gateway-run-ui-stream-unknown-run": Plan(
+        "gateway",
+        "GET /api/runs/{run}/ui-stream",
+        BOTH,
+        frozenset({400, 401, 404}),
+        "unknown_run",
+    ),
+    "gateway-ag-ui-invalid-bodies": Plan(
+        "gateway", "POST /api/ag-ui", ((NEGATIVE, MAX_EXAMPLES),), frozenset({400})
+    ),
+    "gateway-run-ag-ui-unknown-run": Plan(
+        "gateway", "GET /api/runs/{run}/ag-ui", BOTH, frozenset({400, 401, 404}), "unknown_run"
+    ),
     "gateway-stream-token": Plan(
         "gateway", "POST /api/runs/{run}/stream-token", BOTH, REFUSED_OR_UNKNOWN
     ),

@@ -1,0 +1,204 @@
+"""What the frontend-protocol routes share: a run's stream through a translator, and starting a
+run from a protocol's request.
+
+The stream is the run stream's own (``gateway.routes.stream``: history then live, merged by
+event ID, every event once and in order, keepalives, slow-client cut-off); only each frame's
+``wire`` changes, translated from the event it carries. A protocol stream always starts at the
+run's first event: both protocols resume by replaying the whole run, and their translators need
+its beginning (a text delta belongs to a text part opened before it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+import msgspec
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from agentstream.runtime.http import BadRequest, decode_body
+from agentstream.runtime.openapi_bodies import json_body
+from gateway.auth import Principal, require_org
+from gateway.protocols import Translator, sse_data
+from gateway.raw_asgi import header, read_body
+from gateway.routes import stream
+from gateway.routes.messages import Accepted, accept_message
+from gateway.sse_frames import Frame, frame_data
+from gateway.state import GatewayState
+from schemas import (
+    DEFAULT_ORG,
+    ID_PATTERN,
+    AgentResult,
+    Done,
+    PostMessage,
+    decode_event,
+    is_valid_id,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_IDEMPOTENCY_KEY = b"idempotency-key"
+
+
+class Translated:
+    """A run's stream in a protocol's form (a ``stream.Framing``): each event's frame replaced
+    by what ``translator`` makes of it; ``end`` follows the terminal event's."""
+
+    def __init__(
+        self,
+        run: str,
+        translator: Translator,
+        *,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+        end: bytes = b"",
+    ) -> None:
+        self.headers = headers
+        self._run = run
+        self._translator = translator
+        self._end = end
+
+    def opening(self) -> bytes:
+        """The protocol's opening messages."""
+        return sse_data(self._translator.start())
+
+    def frames(self, batch: list[Frame]) -> list[Frame]:
+        """The batch's frames translated; a frame that stands for nothing is left out."""
+        translated: list[Frame] = []
+        for frame in batch:
+            try:
+                event = decode_event(frame_data(frame))
+            except (msgspec.DecodeError, ValueError):
+                # An event type this replica does not know yet (a newer producer): skipped.
+                log.warning("event %d of %s not translated: unreadable", frame.id, self._run)
+                continue
+            wire = sse_data(self._translator.translate(event))
+            if frame.terminal:
+                wire += self._end
+            if wire:
+                translated.append(frame._replace(wire=wire))
+        return translated
+
+    def stored(self, result: AgentResult) -> bytes:
+        """A run whose events expired: its stored answer, as its only event."""
+        done = self._translator.translate(Done(run=self._run, result=result))
+        return self.opening() + sse_data(done) + self._end
+
+
+async def caller(scope: Scope, gw: GatewayState) -> Principal:
+    """The authenticated caller, within its request rate (``gateway.state.caller``'s checks)."""
+    principal = await gw.auth.principal(Request(scope))
+    if principal.org is not None:
+        gw.rate_limiter.check(principal.key)
+    return principal
+
+
+def org_of(scope: Scope, principal: Principal, named: str | None = None) -> str:
+    """The org a protocol request acts for: its credentials', else the one it names (``named``
+    from its body, else ``?org=``: the AI SDK's reconnect has only the URL), else the default.
+    400 for an invalid name, 403 for another org than the credentials'."""
+    if named is None:
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+        named = query.get("org")
+        if named is not None and not is_valid_id(named):
+            raise BadRequest(f"query.org: String should match pattern '{ID_PATTERN}'")
+    org = named or principal.org or DEFAULT_ORG
+    require_org(principal, org)
+    return org
+
+
+async def read_json(scope: Scope, receive: Receive, gw: GatewayState, type_: type[T]) -> T:
+    """The request's JSON body as ``type_``, within the gateway's body limit; 400 otherwise."""
+    return decode_body(await read_body(scope, receive, gw.settings.max_body_bytes), type_)
+
+
+def message_body(prompt: str, conversation: str, **extra: Any) -> PostMessage:
+    """A ``POST /api/messages`` body, checked as that route checks it (400 when invalid)."""
+    fields = {"message": prompt, "conversation_id": conversation, **extra}
+    try:
+        return msgspec.convert(
+            {k: v for k, v in fields.items() if v is not None}, PostMessage, strict=True
+        )
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"invalid body: {exc}") from None
+
+
+async def start_run(
+    scope: Scope,
+    gw: GatewayState,
+    principal: Principal,
+    body: PostMessage,
+    *,
+    route: str,
+    idempotency_key: str | None = None,
+) -> Accepted:
+    """Start a run as ``POST /api/messages`` does; the key defaults to the request's
+    ``Idempotency-Key`` header."""
+    key = idempotency_key if idempotency_key is not None else header(scope, _IDEMPOTENCY_KEY)
+    return await accept_message(Request(scope), gw, principal, body, key, route=route)
+
+
+async def serve_from_start(
+    receive: Receive,
+    send: Send,
+    gw: GatewayState,
+    org: str,
+    run: str,
+    release: Callable[[], None],
+    framing: Translated,
+) -> None:
+    """Stream ``org``'s ``run``, whose events exist, from its first event in ``framing``'s form;
+    ``release`` frees the caller's stream slot at the end."""
+    opened = stream.Opened(org, 0, None)
+    await stream.serve_opened(receive, send, gw, run, opened, release, framing)
+
+
+def path_parameter(name: str, description: str) -> dict[str, Any]:
+    """An OpenAPI path parameter holding an ID."""
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "pattern": ID_PATTERN},
+    }
+
+
+# A run's stream token, as GET /api/stream/{run} takes it.
+TOKEN_PARAMETER: dict[str, Any] = {
+    "name": "token",
+    "in": "query",
+    "required": False,
+    "description": "Stream token from POST /api/messages",
+    "schema": {"type": "string", "maxLength": 2048},
+}
+
+
+def operation(
+    summary: str,
+    description: str,
+    operation_id: str,
+    parameters: list[dict[str, Any]],
+    answers: dict[int, str],
+    *,
+    body: Any = None,
+) -> dict[str, Any]:
+    """The OpenAPI operation of a protocol route: a 200 is an event stream."""
+    responses: dict[str, Any] = {
+        str(status): {"description": text} for status, text in answers.items()
+    }
+    if 200 in answers:
+        stream_content = {"text/event-stream": {"schema": {"type": "string"}}}
+        responses["200"]["content"] = stream_content
+    return {
+        "summary": summary,
+        "description": description,
+        "operationId": operation_id,
+        "parameters": parameters,
+        **(json_body(body) if body is not None else {}),
+        "responses": responses,
+    }
