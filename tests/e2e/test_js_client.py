@@ -19,7 +19,7 @@ from agentstream.devstack.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT = REPO / "clients" / "js"
-NODE_TESTS = 29
+NODE_TESTS = 31
 _RUN_TIMEOUT_S = 600
 
 
@@ -81,5 +81,7 @@ async def test_the_typescript_client_passes_its_tests_against_the_stack(stack: L
         "fails the proof with CompletenessError",
         "with a changed byte throws CompletenessError",
         "drives useRun's state machine to done",
+        "useRun under React StrictMode starts a run and renders it to done, each token once",
+        "useRun's cancel() ends a slow run cancelled",
     ):
         assert re.search(rf"^ok \d+ - .*{re.escape(name)}", tap, re.MULTILINE), (name, tap)

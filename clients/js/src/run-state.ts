@@ -34,7 +34,7 @@ export interface RunState {
   stage: Stage | null;
   /** The attempt the text and tools belong to; a `reset` starts the next one afresh. */
   attempt: number;
-  /** The assistant's text so far. */
+  /** The assistant's text of this attempt so far; once `done`, the final answer. */
   text: string;
   tools: ToolActivity[];
   /** Non-fatal `error` events, in order. */

@@ -44,7 +44,8 @@ export type ProofStatus = "pending" | "verified" | "unavailable";
 
 export interface StreamOptions {
   /** The run's stream token (`MessageAccepted.stream_token`); given a `MessageAccepted`, its own.
-   * Not needed when the gateway options carry the org's credentials. */
+   * Not needed when the gateway options carry the org's credentials; with both, a token that
+   * expired (401) is dropped and the stream goes on with the credentials. */
   streamToken?: string;
   /** Go on after a checkpoint of an earlier stream of the same run (the proof goes on too). */
   resume?: Checkpoint;
@@ -77,6 +78,7 @@ const DEFAULT_MAX_RECONNECTS = 20;
 const DEFAULT_MAX_BACKOFF_MS = 2000;
 const BACKOFF_STEP_MS = 200;
 const DEFAULT_IDLE_TIMEOUT_MS = 45_000;
+const MAX_RETRY_AFTER_MS = 60_000;
 
 /** Follow `run` (its ID, or `startRun()`'s answer) on `gateway` to its terminal event. */
 export function streamRun(
@@ -108,6 +110,7 @@ export class RunStream implements AsyncIterable<StreamedEvent> {
   private readonly tally: CompletenessTally;
   private retryMs: number | null = null;
   private iterated = false;
+  private streamToken: string | undefined;
 
   constructor(
     gateway: Gateway,
@@ -117,6 +120,7 @@ export class RunStream implements AsyncIterable<StreamedEvent> {
     this.gateway = gatewayOptions(gateway);
     this.lastEventId = options.resume?.lastEventId ?? null;
     this.tally = new CompletenessTally(options.resume);
+    this.streamToken = options.streamToken;
   }
 
   /** Where this stream stands: pass it as `resume` to go on in another stream later. */
@@ -153,8 +157,12 @@ export class RunStream implements AsyncIterable<StreamedEvent> {
           cause = new StreamError(`the stream of ${this.run} ended before its terminal event`);
         } else {
           const error = await ApiError.from(response);
-          // A replica whose backing services restart answers 503: try again. 4xx is final.
-          if (!error.retryable) throw error;
+          if (this.expiredToken(error)) {
+            this.streamToken = undefined;
+          } else if (!error.retryable) {
+            // A replica whose backing services restart answers 503: try again. 4xx is final.
+            throw error;
+          }
           cause = error;
         }
       } catch (error) {
@@ -179,8 +187,15 @@ export class RunStream implements AsyncIterable<StreamedEvent> {
     }
   }
 
+  /** A refused stream token (they expire) when the gateway options hold credentials too. */
+  private expiredToken(error: ApiError): boolean {
+    return (
+      error.status === 401 && this.streamToken !== undefined && this.gateway.token !== undefined
+    );
+  }
+
   private open(signal: AbortSignal): Promise<Response> {
-    const token = this.options.streamToken;
+    const token = this.streamToken;
     const query = token === undefined ? "" : `?token=${encodeURIComponent(token)}`;
     const extra: Record<string, string> = { Accept: "text/event-stream" };
     if (this.lastEventId !== null) extra["Last-Event-ID"] = this.lastEventId;
@@ -268,10 +283,11 @@ export class RunStream implements AsyncIterable<StreamedEvent> {
       this.retryMs ?? Infinity,
     );
     const pause = Math.min(BACKOFF_STEP_MS * failures, cap);
-    // A refusal that says when to come back is believed, within the same cap.
+    // A refusal that says when to come back (429, 503) is believed, up to a minute: coming
+    // back sooner would only be refused again.
     const asked =
       cause instanceof ApiError && cause.retryAfterS !== null ? cause.retryAfterS * 1000 : 0;
-    return Math.max(pause, Math.min(asked, this.options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS));
+    return Math.max(pause, Math.min(asked, MAX_RETRY_AFTER_MS));
   }
 }
 

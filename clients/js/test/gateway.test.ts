@@ -309,15 +309,23 @@ test(
     const accepted = await startRun(GATEWAY, "Write a script that counts to six and run it");
     let state: RunState = initialRunState;
     const phases: string[] = [];
+    let tokens = "";
+    let streamed = "";
     await followRun(GATEWAY, accepted, (action) => {
       state = runReducer(state, action);
       if (phases.at(-1) !== state.phase) phases.push(state.phase);
+      if (action.type === "event" && action.received.event.type === "token") {
+        tokens += action.received.event.text;
+      }
+      if (state.phase === "streaming") streamed = state.text;
     });
     assert.deepEqual(phases, ["streaming", "done"]);
     assert.equal(state.proof, "verified");
     assert.equal(state.run, accepted.workflow_id);
-    assert.ok(state.text.length > 0);
-    assert.equal(state.text, state.result?.final_answer);
+    assert.ok(tokens.length > 0);
+    assert.equal(streamed, tokens);
+    assert.ok(state.result?.final_answer);
+    assert.equal(state.text, state.result.final_answer);
     assert.ok(
       state.tools.length > 0 && state.tools.every((tool) => tool.output !== null),
       JSON.stringify(state.tools),

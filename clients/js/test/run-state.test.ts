@@ -1,4 +1,4 @@
-/** The state machine `useRun()` keeps, run as a plain reducer, and the hook's types. */
+/** The state machine `useRun()` keeps, run as a plain reducer (react.test.ts renders the hook). */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
@@ -9,7 +9,6 @@ import {
   type RunEvent,
   type RunState,
 } from "@agentstream/client";
-import { useRun, type UseRun } from "@agentstream/client/react";
 
 function fold(events: RunEvent[], run = "run_a"): RunState {
   const actions: RunAction[] = [
@@ -84,9 +83,4 @@ test("events of a run no longer followed are ignored; a fatal error ends the pha
     "error",
   );
   assert.equal(runReducer(shown, { type: "start" }).phase, "starting");
-});
-
-test("useRun is a function typed as the hook", () => {
-  const hook: (gateway: string) => UseRun = useRun;
-  assert.equal(typeof hook, "function");
 });

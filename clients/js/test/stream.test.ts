@@ -151,3 +151,33 @@ test("a non-SSE answer (a proxy's page) is a StreamError, not retried", async ()
   );
   assert.equal(seen.length, 1);
 });
+
+test("an expired stream token is dropped for the gateway credentials; without them, 401 is thrown", async () => {
+  const expired = () =>
+    new Response(JSON.stringify({ error: "unauthorized", detail: "stream token expired" }), {
+      status: 401,
+    });
+  const urls: string[] = [];
+  const { fetch, seen } = scripted([
+    expired,
+    () => new Response(DONE_WITHOUT_PROOF, { headers: SSE }),
+  ]);
+  const recording: typeof fetch = (input, init) => {
+    urls.push(String(input));
+    return fetch(input, init);
+  };
+  const gateway = { url: "http://scripted.invalid", token: "key", fetch: recording };
+  const stream = streamRun(gateway, "run_s", { streamToken: "old", maxBackoffMs: 1 });
+  assert.equal((await collect(stream)).length, 1);
+  assert.deepEqual(urls, [
+    "http://scripted.invalid/api/stream/run_s?token=old",
+    "http://scripted.invalid/api/stream/run_s",
+  ]);
+  assert.equal(seen[1]?.get("authorization"), "Bearer key");
+
+  const alone = scripted([expired]);
+  const tokenOnly = streamRun({ url: "http://scripted.invalid", fetch: alone.fetch }, "run_s", {
+    streamToken: "old",
+  });
+  await assert.rejects(collect(tokenOnly), { name: "ApiError", status: 401, code: "unauthorized" });
+});
