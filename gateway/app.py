@@ -26,7 +26,15 @@ from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
 from gateway.open_runs import OpenRuns
 from gateway.raw_asgi import OUTAGES
-from gateway.routes import ag_ui_events, bridge, messages, runs, stream, ui_message_stream
+from gateway.routes import (
+    ag_ui_events,
+    bridge,
+    conversations,
+    messages,
+    runs,
+    stream,
+    ui_message_stream,
+)
 from gateway.run_appender import RunAppender
 from gateway.run_directory import RunDirectory
 from gateway.run_starter import RunStarter
@@ -142,6 +150,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         *stream.ROUTES,
         *ui_message_stream.ROUTES,
         *ag_ui_events.ROUTES,
+        *conversations.ROUTES,
     ]
     app = FrontRoutedApp(
         front_routes=front_routes,
@@ -153,7 +162,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(CloseUnreadBodyMiddleware)
     install_outage_handlers(app)
     publish_body_schemas(app, operations(front_routes))
-    for module in (messages, runs):
+    for module in (messages, runs, conversations):
         app.include_router(module.router)
 
     @app.get("/healthz")

@@ -27,6 +27,31 @@ def stream_access(gw: GatewayState, run: str, org: str) -> StreamAccess:
     return StreamAccess(token, f"{_public_url(gw)}/api/stream/{run}?token={token}")
 
 
+def conversation_access(gw: GatewayState, conversation: str, org: str) -> StreamAccess:
+    """A token to stream ``org``'s ``conversation`` (every run of it) for the configured time,
+    and the conversation's stream URL with it."""
+    claims = TokenClaims(
+        kind="conversation",
+        run=conversation,
+        org=org,
+        exp=int(time.time()) + gw.settings.stream_token_ttl_s,
+    )
+    token = mint_token(gw.settings.callback_secret, claims)
+    url = f"{_public_url(gw)}/api/conversations/{conversation}/stream?token={token}"
+    return StreamAccess(token, url)
+
+
+def verify_conversation_token(gw: GatewayState, token: str, conversation: str) -> TokenClaims:
+    """The claims of a valid token for ``conversation``: 401 if invalid, 403 if for another."""
+    try:
+        claims = verify_token(gw.settings.callback_secret, token, "conversation")
+    except TokenError as exc:
+        raise Unauthorized(f"conversation token: {exc}") from None
+    if claims.run != conversation:
+        raise Forbidden("the conversation token is for another conversation")
+    return claims
+
+
 def run_url(gw: GatewayState, run: str) -> str:
     """Where ``run``'s status and result are read."""
     return f"{_public_url(gw)}/api/runs/{run}"

@@ -113,6 +113,8 @@ class MessageAccepted(msgspec.Struct, kw_only=True, frozen=True):
     run_url: str
     # Run-scoped, expiring; ``stream_url`` already carries it as ``?token=``.
     stream_token: str = ""
+    # The conversation's stream (every run of it), with a conversation-scoped token.
+    conversation_stream_url: str = ""
 
 
 RunState = Literal["running", "completed", "failed", "cancelled", "terminated", "timed_out"]
@@ -129,6 +131,40 @@ class RunView(msgspec.Struct, kw_only=True, frozen=True):
     waiting_for_agent_s: float | None = None
     # The run's trace ID, as its first status event gave it; None when it was not traced.
     trace_id: str | None = None
+
+
+TurnState = Literal["running", "completed", "failed", "cancelled"]
+
+
+class ConversationTurn(msgspec.Struct, kw_only=True, frozen=True):
+    """One run of a conversation: its question, and its answer once stored."""
+
+    run_id: str
+    prompt: str
+    status: TurnState
+    answer: str | None = None
+    # The SQL statements the answer ran (those that succeeded).
+    sql: list[str] = msgspec.field(default_factory=list)
+    # When the run was accepted (or, past the stream's max age, stored): seconds since the epoch.
+    ts: float = 0.0
+
+
+class ConversationView(msgspec.Struct, kw_only=True, frozen=True):
+    """Answer of ``GET /api/conversations/{id}``: its turns, oldest first."""
+
+    conversation_id: str
+    org: str
+    turns: list[ConversationTurn]
+    # The conversation's stream, with a conversation-scoped token (also ``stream_token``).
+    stream_url: str
+    stream_token: str
+
+
+class RunList(msgspec.Struct, kw_only=True, frozen=True):
+    """Answer of ``GET /api/runs``: a conversation's most recent runs, newest first."""
+
+    conversation_id: str
+    runs: list[ConversationTurn]
 
 
 class ErrorBody(msgspec.Struct, kw_only=True, frozen=True):

@@ -74,6 +74,20 @@ class _Statement(msgspec.Struct):
 _SQL_OF = msgspec.json.Decoder(_SqlOnly)
 
 
+def _sql_of(result: str) -> list[str]:
+    """The statements a stored result (JSON) ran without an error, in order."""
+    return [q.sql for q in _SQL_OF.decode(result).sql_queries if q.error is None]
+
+
+class StoredTurn(NamedTuple):
+    """A stored turn of a conversation, with its run and when it was stored."""
+
+    run_id: str
+    turn: Turn
+    # Seconds since the epoch.
+    stored_at: float
+
+
 def _turn_chars(turn: Turn) -> int:
     return len(turn.prompt) + len(turn.answer) + sum(len(sql) for sql in turn.sql)
 
@@ -178,14 +192,39 @@ class MessageStore:
             bounds.max_turns,
         )
         turns = [
-            Turn(
-                prompt=row["prompt"],
-                answer=row["final_answer"],
-                sql=[q.sql for q in _SQL_OF.decode(row["result"]).sql_queries if q.error is None],
-            )
+            Turn(prompt=row["prompt"], answer=row["final_answer"], sql=_sql_of(row["result"]))
             for row in reversed(rows)
         ]
         return bounded(turns, bounds.max_chars)
+
+    async def conversation_org(self, conversation_id: str) -> str | None:
+        """The org the conversation belongs to, if it is stored."""
+        org: str | None = await self._pool.fetchval(_OWNER, conversation_id)
+        return org
+
+    async def turns(self, conversation_id: str, org: str, *, limit: int) -> list[StoredTurn]:
+        """The conversation's newest ``limit`` stored turns of ``org``, oldest first."""
+        rows = await self._pool.fetch(
+            "SELECT run_id, prompt, final_answer, result::text AS result,"
+            " extract(epoch FROM created_at)::float8 AS stored_at FROM messages"
+            " WHERE conversation_id = $1 AND org = $2"
+            " ORDER BY created_at DESC, run_id DESC LIMIT $3",
+            conversation_id,
+            org,
+            limit,
+        )
+        return [
+            StoredTurn(
+                run_id=row["run_id"],
+                turn=Turn(
+                    prompt=row["prompt"],
+                    answer=row["final_answer"],
+                    sql=_sql_of(row["result"]),
+                ),
+                stored_at=row["stored_at"],
+            )
+            for row in reversed(rows)
+        ]
 
     async def get(self, run_id: str) -> StoredMessage | None:
         """The stored answer of ``run_id``, if any."""

@@ -14,7 +14,8 @@ from typing import Literal
 
 import msgspec
 
-TokenKind = Literal["callback", "stream"]
+# A conversation token's ``run`` claim holds the conversation's ID.
+TokenKind = Literal["callback", "stream", "conversation"]
 
 
 class TokenError(Exception):

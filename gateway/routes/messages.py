@@ -36,7 +36,7 @@ from gateway.idempotency import (
 )
 from gateway.run_starter import start_chat_workflow
 from gateway.state import Caller, GatewayState, State
-from gateway.stream_tokens import run_url, stream_access
+from gateway.stream_tokens import conversation_access, run_url, stream_access
 from gateway.unstarted import KEYED_QUEUED_PRODUCER, QUEUED_PRODUCER
 from schemas import (
     DEFAULT_ORG,
@@ -107,6 +107,7 @@ async def post_message(
         stream_url=access.url,
         run_url=run_url(gw, accepted.run),
         stream_token=access.token,
+        conversation_stream_url=conversation_access(gw, accepted.conversation_id, accepted.org).url,
     )
     replayed = {"Idempotent-Replayed": "true"} if accepted.replayed else None
     return json_response(answer, 202, replayed)

@@ -10,7 +10,8 @@ Operations that by design never end, or whose valid requests start real work, ar
 
 * the SSE streams (``GET /api/stream/{run}``, ``GET /api/stream``) are fuzzed only for an
   unknown run, whose stream is refused (404) before it could open; valid runs' streams are
-  covered by the pipeline tests;
+  covered by the pipeline tests; a conversation's stream, which never ends, likewise only for
+  an unknown conversation (``tests/e2e/test_conversation_stream.py`` covers real ones);
 * ``POST /ai/agent`` gets invalid bodies only: a valid one runs a whole agent attempt;
 * the frontend-protocol routes that start a run and stream it (``POST /api/ai-sdk/chat``,
   ``POST /api/ag-ui``) get invalid bodies only, and their run-keyed streams an unknown run;
@@ -78,6 +79,7 @@ SOUNDNESS = ("transport", "json_error_body", *(c for c in CHECKS if c != "status
 # bridge only checks the token, the events and the run's last stored event.
 CALLBACK_RUN = f"run_fuzz_bridge_{int(time.time())}"
 UNKNOWN_RUN = "run_fuzz_unknown"
+UNKNOWN_CONVERSATION = "conv_fuzz_unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,21 @@ PLANS: dict[str, Plan] = {
     ),
     "gateway-cancel-run": Plan("gateway", "POST /api/runs/{run}/cancel", BOTH, REFUSED_OR_UNKNOWN),
     "gateway-healthz": Plan("gateway", "GET /healthz", ONLY_VALID, frozenset({200})),
+    # Generated conversation IDs name no conversation: unknown to every caller.
+    "gateway-conversation": Plan(
+        "gateway", "GET /api/conversations/{conversation}", BOTH, REFUSED_OR_UNKNOWN
+    ),
+    "gateway-conversation-stream-token": Plan(
+        "gateway", "POST /api/conversations/{conversation}/stream-token", BOTH, REFUSED_OR_UNKNOWN
+    ),
+    "gateway-conversation-stream-unknown": Plan(
+        "gateway",
+        "GET /api/conversations/{conversation}/stream",
+        BOTH,
+        frozenset({400, 401, 404}),
+        "unknown_conversation",
+    ),
+    "gateway-list-runs": Plan("gateway", "GET /api/runs", BOTH, REFUSED_OR_UNKNOWN),
     "agent-run-invalid-bodies": Plan(
         "agent", "POST /ai/agent", ((NEGATIVE, MAX_EXAMPLES),), frozenset({400}), "not_runnable"
     ),
@@ -337,6 +354,10 @@ class Campaigns:
                 return fuzzer.fuzz(plan.label, plan.modes, path_parameters={"run": UNKNOWN_RUN})
             case "unknown_run":
                 return fuzzer.fuzz(plan.label, plan.modes, query={"workflow_id": UNKNOWN_RUN})
+            case "unknown_conversation":
+                return fuzzer.fuzz(
+                    plan.label, plan.modes, path_parameters={"conversation": UNKNOWN_CONVERSATION}
+                )
             case "callback":
                 return fuzzer.fuzz(
                     plan.label, plan.modes, path_parameters={"run": CALLBACK_RUN}, headers=bearer

@@ -248,6 +248,8 @@ export interface MessageAccepted {
   run_url: string;
   /** @default "" */
   stream_token?: string;
+  /** @default "" */
+  conversation_stream_url?: string;
 }
 
 /** Answer of `GET /api/runs/{id}`. */
