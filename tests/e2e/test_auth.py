@@ -68,8 +68,10 @@ def _bearer(credential: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {credential}"}
 
 
-def _jwt(org: str | None, *, exp_in: int = 300, secret: str = JWT_SECRET) -> str:
-    claims: dict[str, object] = {"sub": "user-1", "exp": int(time.time()) + exp_in}
+def _jwt(
+    org: str | None, *, exp_in: int = 300, secret: str = JWT_SECRET, subject: str = "user-1"
+) -> str:
+    claims: dict[str, object] = {"sub": subject, "exp": int(time.time()) + exp_in}
     if org is not None:
         claims["org"] = org
     return jwt.encode(claims, secret, algorithm="HS256")
@@ -78,6 +80,14 @@ def _jwt(org: str | None, *, exp_in: int = 300, secret: str = JWT_SECRET) -> str
 async def _first_event(http: httpx.AsyncClient, url: str) -> SseMessage:
     async with asyncio.timeout(30), contextlib.aclosing(read_stream(http, url)) as stream:
         return await anext(stream)
+
+
+async def _event_lines(response: httpx.Response) -> AsyncIterator[str]:
+    """The first ``event:`` line of an SSE response."""
+    async for line in response.aiter_lines():
+        if line.startswith("event:"):
+            yield line
+            return
 
 
 def _error(response: httpx.Response, status: int) -> None:
@@ -221,3 +231,54 @@ async def test_no_secret_ever_reaches_a_log(
         text = log.read_text(errors="replace")
         for name, secret in secrets.items():
             assert secret not in text, f"{name} found in {log.name}"
+
+
+async def test_a_conversation_is_read_by_its_org_or_its_token_only(
+    stack: LocalStack, secure: str, http: httpx.AsyncClient
+) -> None:
+    conversation = f"conv_auth_{int(time.time() * 1000)}"
+    # Callers of their own (a JWT's subject is its rate bucket): the other tests spent the keys'.
+    mine = _bearer(_jwt("acme", subject="conversations"))
+    other = _bearer(_jwt("globex", subject="conversations"))
+    started = await http.post(
+        f"{secure}/api/messages",
+        json={"message": "ours", "conversation_id": conversation},
+        headers=mine,
+    )
+    assert started.status_code == 202, started.text
+    accepted = started.json()
+    try:
+        view = f"{secure}/api/conversations/{conversation}"
+        stream = f"{view}/stream"
+        runs = f"{secure}/api/runs?conversation_id={conversation}"
+        _error(await http.get(view), 401)
+        _error(await http.get(stream), 401)
+        _error(await http.get(runs), 401)
+        # Another org knows no such conversation, and may not join it.
+        _error(await http.get(view, headers=other), 404)
+        _error(await http.get(stream, headers=other), 404)
+        _error(await http.get(runs, headers=other), 404)
+        _error(await http.post(f"{view}/stream-token", headers=other), 404)
+        _error(await http.get(view, params={"org": "acme"}, headers=other), 403)
+        joined = await http.post(
+            f"{secure}/api/messages",
+            json={"message": "theirs", "conversation_id": conversation},
+            headers=other,
+        )
+        _error(joined, 409)
+        assert joined.json()["error"] == "conversation_of_another_org"
+        # Its org's credentials, or the conversation token alone.
+        turns = (await http.get(view, headers=mine)).json()["turns"]
+        assert [(t["run_id"], t["status"]) for t in turns] == [(accepted["workflow_id"], "running")]
+        first = await _first_event(http, accepted["conversation_stream_url"])
+        assert first.event == "run" and first.json()["run"] == accepted["workflow_id"]
+        async with asyncio.timeout(30), http.stream("GET", stream, headers=mine) as response:
+            assert response.status_code == 200
+            events = [line async for line in _event_lines(response)]
+        assert events == ["event: run"]
+        # A conversation token opens its conversation only, never a run's stream.
+        token = accepted["conversation_stream_url"].rpartition("token=")[2]
+        _error(await http.get(f"{secure}/api/stream/{accepted['workflow_id']}?token={token}"), 401)
+    finally:
+        temporal = await Client.connect(stack.temporal_address, data_converter=data_converter)
+        await temporal.get_workflow_handle(accepted["workflow_id"]).terminate("test over")
