@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
@@ -25,6 +24,7 @@ from gateway.latency_metrics import declare_all
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
 from gateway.open_runs import OpenRuns
+from gateway.page import install_page
 from gateway.raw_asgi import OUTAGES
 from gateway.routes import (
     ag_ui_events,
@@ -43,7 +43,6 @@ from gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
 
-_INDEX_HTML = (Path(__file__).parent / "static" / "index.html").read_bytes()
 # On shutdown, workflow starts still under way get this long before they are cancelled.
 _PENDING_STARTS_WAIT_S = 5.0
 
@@ -170,10 +169,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         """Liveness and readiness: the process serves requests."""
         return json_response({"status": "ok", "auth": "open" if auth.open else "required"})
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> Response:
-        """A minimal browser client: send a message, watch the run stream in."""
-        return Response(_INDEX_HTML, media_type="text/html; charset=utf-8")
+    install_page(app)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_text() -> Response:
