@@ -97,16 +97,27 @@ async def caller(scope: Scope, gw: GatewayState) -> Principal:
     return principal
 
 
+def query_value(scope: Scope, name: str, *, max_length: int = 64) -> str | None:
+    """The request's ``?name=`` (its last value, as Starlette reads it); 400 when too long."""
+    value = dict(parse_qsl(scope["query_string"].decode("latin-1"))).get(name)
+    if value is not None and len(value) > max_length:
+        raise BadRequest(f"query.{name}: String should have at most {max_length} characters")
+    return value
+
+
+def query_org(scope: Scope) -> str | None:
+    """The org the request's ``?org=`` names (the AI SDK's reconnect has only its URL)."""
+    named = query_value(scope, "org")
+    if named is not None and not is_valid_id(named):
+        raise BadRequest(f"query.org: String should match pattern '{ID_PATTERN}'")
+    return named
+
+
 def org_of(scope: Scope, principal: Principal, named: str | None = None) -> str:
     """The org a protocol request acts for: its credentials', else the one it names (``named``
-    from its body, else ``?org=``: the AI SDK's reconnect has only the URL), else the default.
-    400 for an invalid name, 403 for another org than the credentials'."""
-    if named is None:
-        query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
-        named = query.get("org")
-        if named is not None and not is_valid_id(named):
-            raise BadRequest(f"query.org: String should match pattern '{ID_PATTERN}'")
-    org = named or principal.org or DEFAULT_ORG
+    from its body, else ``?org=``), else the default. 400 for an invalid name, 403 for another
+    org than the credentials'."""
+    org = named or query_org(scope) or principal.org or DEFAULT_ORG
     require_org(principal, org)
     return org
 
@@ -168,13 +179,20 @@ def path_parameter(name: str, description: str) -> dict[str, Any]:
     }
 
 
+ORG_PARAMETER: dict[str, Any] = {
+    "name": "org",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "pattern": ID_PATTERN},
+}
+TOKEN_MAX_CHARS = 2048
 # A run's stream token, as GET /api/stream/{run} takes it.
 TOKEN_PARAMETER: dict[str, Any] = {
     "name": "token",
     "in": "query",
     "required": False,
     "description": "Stream token from POST /api/messages",
-    "schema": {"type": "string", "maxLength": 2048},
+    "schema": {"type": "string", "maxLength": TOKEN_MAX_CHARS},
 }
 
 

@@ -9,7 +9,8 @@
   run, replayed from its first event (the AI SDK resets the message it shows on the replay's
   ``start``); 204 when the conversation has no run or its latest run has ended, as the AI SDK's
   resumable streams answer once a stream has finished (the page then shows the stored answer,
-  or reads it with ``GET /api/runs/{id}/ui-stream``);
+  or reads it with ``GET /api/runs/{id}/ui-stream``). Read as the conversation's stream is: a
+  conversation token (``?token=``), the org's credentials, or anyone in open mode;
 - ``GET /api/runs/{run}/ui-stream``: any run's UI message stream from its first event, ended
   or not, authorised like ``GET /api/stream/{run}`` (``?token=`` or the org's credentials).
 """
@@ -20,12 +21,14 @@ from starlette.types import Receive, Scope, Send
 
 from agentstream.runtime import conversation_index
 from agentstream.runtime.asgi_close_unread import CloseUnreadBodyMiddleware
-from agentstream.runtime.http import BadRequest
+from agentstream.runtime.http import BadRequest, NotFound
 from gateway.front_routes import RawRoute
 from gateway.protocols.ai_sdk import DONE, HEADERS, UiChatRequest, UiMessageStream, prompt_of
 from gateway.raw_asgi import send_error
-from gateway.routes import stream
+from gateway.routes import conversations, stream
 from gateway.routes.translated_stream import (
+    ORG_PARAMETER,
+    TOKEN_MAX_CHARS,
     TOKEN_PARAMETER,
     Translated,
     caller,
@@ -33,11 +36,14 @@ from gateway.routes.translated_stream import (
     operation,
     org_of,
     path_parameter,
+    query_org,
+    query_value,
     read_json,
     serve_from_start,
     start_run,
 )
 from gateway.state import GatewayState
+from gateway.stream_tokens import verify_conversation_token
 from schemas import ID_PATTERN, TERMINAL_EVENT_TYPES, is_valid_id
 
 CHAT_PATH = "/api/ai-sdk/chat"
@@ -80,18 +86,34 @@ async def _reconnect(scope: Scope, receive: Receive, send: Send) -> None:
         chat = scope["path_params"]["chat"]
         if not is_valid_id(chat):
             raise BadRequest(f"path.chat: String should match pattern '{ID_PATTERN}'")
-        principal = await caller(scope, gw)
-        org = org_of(scope, principal)
-        run = await conversation_index.latest_run(gw.nc, org, chat)
-        if run is None or await _ended(gw, org, run):
+        org, key = await _chat_reader(scope, gw, chat)
+        run = None if org is None else await conversation_index.latest_run(gw.nc, org, chat)
+        if org is None or run is None or await _ended(gw, org, run):
             await send({"type": "http.response.start", "status": 204, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
-        release = gw.stream_slots.acquire(principal.key)
+        release = gw.stream_slots.acquire(key)
     except Exception as exc:
         await send_error(send, scope, exc)
         return
     await serve_from_start(receive, send, gw, org, run, release, framing(run))
+
+
+async def _chat_reader(scope: Scope, gw: GatewayState, chat: str) -> tuple[str | None, str]:
+    """The chat's org as its reader may see it (None: no conversation of it to see) and the
+    reader's stream-slot key: a conversation token (``?token=``), else the org's credentials
+    (in open mode anyone, the org from ``?org=`` or else the conversation's own), as
+    ``GET /api/conversations/{id}/stream`` admits its readers."""
+    token = query_value(scope, "token", max_length=TOKEN_MAX_CHARS)
+    if token is not None:
+        return verify_conversation_token(gw, token, chat).org, f"conversation:{chat}"
+    principal = await caller(scope, gw)
+    try:
+        org = await conversations.conversation_org(gw, principal, chat, query_org(scope))
+    except NotFound:
+        # Unknown, or another org's: nothing to resume either way, and nothing said about it.
+        return None, principal.key
+    return org, principal.key
 
 
 async def _ended(gw: GatewayState, org: str, run: str) -> bool:
@@ -145,12 +167,20 @@ ROUTES = [
             "AI SDK Chat Reconnect",
             "The chat's latest run replayed from its start while it runs; 204 once it ended.",
             "ai_sdk_chat_reconnect",
-            [path_parameter("chat", "Chat ID (the conversation ID)")],
+            [
+                path_parameter("chat", "Chat ID (the conversation ID)"),
+                {
+                    **TOKEN_PARAMETER,
+                    "description": "Conversation token (GET /api/conversations/{id})",
+                },
+                {**ORG_PARAMETER, "description": "The chat's org, in open mode"},
+            ],
             {
                 200: "The latest run's UI message stream",
                 204: "No run of the chat is going",
                 400: "Bad request",
                 401: "Unauthorized",
+                403: "Forbidden",
                 429: "Too many requests",
             },
         ),

@@ -144,9 +144,10 @@ PLANS: dict[str, Plan] = {
     "gateway-ai-sdk-chat-invalid-bodies": Plan(
         "gateway", "POST /api/ai-sdk/chat", ((NEGATIVE, MAX_EXAMPLES),), frozenset({400})
     ),
-    # A generated chat ID names no conversation: nothing to resume.
+    # A generated chat ID names no conversation: nothing to resume; a generated token is no
+    # conversation token.
     "gateway-ai-sdk-chat-reconnect": Plan(
-        "gateway", "GET /api/ai-sdk/chat/{chat}/stream", BOTH, frozenset({204, 400})
+        "gateway", "GET /api/ai-sdk/chat/{chat}/stream", BOTH, frozenset({204, 400, 401})
     ),
     "gateway-run-ui-stream-unknown-run": Plan(
         "gateway",

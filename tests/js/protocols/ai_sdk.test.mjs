@@ -16,6 +16,7 @@ import {
   SLOW_ORG,
   cancelRun,
   conversationId,
+  conversationToken,
   fixture,
   lastStage,
   nativeEvents,
@@ -153,11 +154,13 @@ test("a reloaded page resumes the running run through GET {api}/{id}/stream, rep
   const first = chat({ id, api, fetch: watch.fetch });
   const sending = first.chat.sendMessage({ text: SANDBOX_TASK });
   await watch.seen;
-  // The page reloads mid-run with what it had shown, and resumes on the other replica.
+  // The page reloads mid-run with what it had shown, and resumes on the other replica, holding
+  // a conversation token (the reconnect URL keeps the api URL's query).
   const shown = structuredClone(first.chat.messages);
   assert.equal(shown.length, 2);
   const partial = textOf(shown[1]);
-  const second = chat({ id, api: `${OTHER_GATEWAY}/api/ai-sdk/chat?org=${SLOW_ORG}`, messages: shown });
+  const token = await conversationToken(GATEWAY, id, SLOW_ORG);
+  const second = chat({ id, api: `${OTHER_GATEWAY}/api/ai-sdk/chat?token=${token}`, messages: shown });
   await second.chat.resumeStream();
   await sending;
 
@@ -177,6 +180,8 @@ test("a reloaded page resumes the running run through GET {api}/{id}/stream, rep
   // Once the run has ended, a reconnect has nothing to resume: 204, and the chat stays as it is.
   const reconnect = await fetch(`${GATEWAY}/api/ai-sdk/chat/${id}/stream?org=${SLOW_ORG}`);
   assert.equal(reconnect.status, 204);
+  const elsewhere = await fetch(`${GATEWAY}/api/ai-sdk/chat/${conversationId("x")}/stream?token=${token}`);
+  assert.equal(elsewhere.status, 403, "a conversation token reads its own conversation only");
   const third = chat({ id, api, messages: structuredClone(second.chat.messages) });
   await third.chat.resumeStream();
   assert.equal(third.chat.status, "ready");

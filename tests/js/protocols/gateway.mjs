@@ -54,6 +54,15 @@ export function lastStage(events) {
   return events.filter((e) => e.event === "status").at(-1).data.stage;
 }
 
+/** A conversation token (the conversation's stream, and the AI SDK reconnect, take it). */
+export async function conversationToken(gateway, conversation, org) {
+  const url = `${gateway}/api/conversations/${conversation}/stream-token?org=${org}`;
+  const response = await fetch(url, { method: "POST" });
+  const body = await response.text();
+  assert.equal(response.status, 200, body);
+  return JSON.parse(body).stream_token;
+}
+
 /** Cancel a run through the gateway. */
 export async function cancelRun(gateway, run) {
   const response = await fetch(`${gateway}/api/runs/${run}/cancel`, { method: "POST" });
