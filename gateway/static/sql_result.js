@@ -104,11 +104,14 @@ export function renderBarChart(result, doc = document) {
   const values = rows.map((row) => asNumber(row[valueIndex]) ?? 0);
   const labels = rows.map((row, n) => (labelIndex >= 0 ? display(row[labelIndex]) : "#" + (n + 1)));
 
+  const shown = rows.map((row) => display(row[valueIndex]));
+  const longest = (texts) => Math.max(...texts.map((text) => text.length));
+  // Room for the longest label and value at ~7.5 units a character (13px text).
   const barHeight = 22;
   const gap = 8;
-  const labelWidth = 130;
-  const valueWidth = 105;
-  const plotWidth = 265;
+  const labelWidth = Math.min(170, Math.max(50, longest(labels.map((l) => clip(l, 22))) * 7.5 + 12));
+  const valueWidth = longest(shown) * 7.5 + 14;
+  const plotWidth = 240;
   const top = 28;
   const width = labelWidth + plotWidth + valueWidth;
   const height = top + rows.length * (barHeight + gap) + 4;
@@ -117,13 +120,14 @@ export function renderBarChart(result, doc = document) {
   const span = high - low || 1;
   const x = (v) => labelWidth + ((v - low) / span) * plotWidth;
 
+  const title = result.columns[valueIndex] + (labelIndex >= 0 ? " by " + result.columns[labelIndex] : "");
   const chart = svg(doc, "svg", {
     class: "bar-chart",
     viewBox: `0 0 ${width} ${height}`,
     role: "img",
-    "aria-label": `${result.columns[valueIndex]} by ${labelIndex >= 0 ? result.columns[labelIndex] : "row"}`,
+    "aria-label": title,
   });
-  chart.appendChild(svg(doc, "text", { x: labelWidth, y: 16, class: "chart-title" }, result.columns[valueIndex]));
+  chart.appendChild(svg(doc, "text", { x: labelWidth, y: 16, class: "chart-title" }, title));
   chart.appendChild(svg(doc, "line", { x1: x(0), x2: x(0), y1: top - 6, y2: height, class: "axis" }));
   rows.forEach((_, n) => {
     const y = top + n * (barHeight + gap);
@@ -140,10 +144,10 @@ export function renderBarChart(result, doc = document) {
     bar.appendChild(svg(doc, "title", {}, `${labels[n]}: ${display(rows[n][valueIndex])}`));
     chart.appendChild(bar);
     chart.appendChild(
-      svg(doc, "text", { x: labelWidth - 10, y: y + barHeight / 2, class: "bar-label" }, clip(labels[n], 20)),
+      svg(doc, "text", { x: labelWidth - 10, y: y + barHeight / 2, class: "bar-label" }, clip(labels[n], 22)),
     );
     chart.appendChild(
-      svg(doc, "text", { x: Math.max(x(0), x(v)) + 6, y: y + barHeight / 2, class: "bar-value" }, display(rows[n][valueIndex])),
+      svg(doc, "text", { x: Math.max(x(0), x(v)) + 6, y: y + barHeight / 2, class: "bar-value" }, shown[n]),
     );
   });
   return chart;
