@@ -82,10 +82,16 @@ async def test_replay_from_another_replica_matches_and_resumes_after_last_event_
 async def test_the_gateway_serves_a_browser_client(
     stack: LocalStack, http: httpx.AsyncClient
 ) -> None:
+    # What the page does in a browser is tests/e2e/test_page.py's; here, that it is served.
     page = await http.get(f"{stack.gateway_urls[0]}/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "new EventSource(body.stream_url)" in page.text
-    assert 'fetch("/api/messages"' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert '<script type="module" src="/static/page.js">' in page.text
+    script = await http.get(f"{stack.gateway_urls[0]}/static/page.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "new EventSource(" in script.text and '"/api/messages"' in script.text
+    missing = await http.get(f"{stack.gateway_urls[0]}/static/..%2Fpage.py")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
 
 
 async def test_events_another_org_publishes_under_a_runs_id_never_reach_its_readers(
