@@ -35,18 +35,23 @@ class ConversationOfAnotherOrg(Exception):
         self.conversation_id = conversation_id
 
 
-# Creates the conversation for the org unless it exists, then names its org. The second
-# statement reads the row a concurrent claim committed while this one waited on it, which the
-# first statement's snapshot may not show.
-_CLAIM = "INSERT INTO conversations (id, org) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING"
+# Creates the conversation for the org unless it exists, and names its org, in one round trip.
+_CLAIM = (
+    "WITH claimed AS (INSERT INTO conversations (id, org) VALUES ($1, $2)"
+    " ON CONFLICT (id) DO NOTHING RETURNING org)"
+    " SELECT org FROM claimed UNION ALL SELECT org FROM conversations WHERE id = $1 LIMIT 1"
+)
 _OWNER = "SELECT org FROM conversations WHERE id = $1"
 
 
 async def _claim(conn: asyncpg.Connection, conversation_id: str, org: str) -> None:
     """Create ``conversation_id`` as ``org``'s, or check it already is; raises
     :class:`ConversationOfAnotherOrg` if it is another org's."""
-    await conn.execute(_CLAIM, conversation_id, org)
-    owner = await conn.fetchval(_OWNER, conversation_id)
+    owner = await conn.fetchval(_CLAIM, conversation_id, org)
+    if owner is None:
+        # A concurrent claim committed the row while this one waited on it: the statement's
+        # snapshot did not show it, a new one does.
+        owner = await conn.fetchval(_OWNER, conversation_id)
     if owner != org:
         raise ConversationOfAnotherOrg(conversation_id)
 
