@@ -18,6 +18,7 @@ its ID, and it is answered 409 as well.
 
 from __future__ import annotations
 
+import asyncio
 from typing import NamedTuple
 
 from agentstream.runtime import conversation_index
@@ -74,13 +75,18 @@ async def admit(
     """
     if not named:
         return Admission(0, recorded=False)
+    # Read meanwhile (one round trip less), used only once the claim succeeded.
+    reading = asyncio.create_task(conversation_index.latest(gw.nc, org, conversation))
     try:
         await gw.store.claim_conversation(conversation, org)
-    except ConversationOfAnotherOrg:
-        raise ConversationTaken(
-            f"conversation {conversation} belongs to another org: use another conversation_id"
-        ) from None
-    newest = await conversation_index.latest(gw.nc, org, conversation)
+    except BaseException as exc:
+        reading.cancel()
+        if isinstance(exc, ConversationOfAnotherOrg):
+            raise ConversationTaken(
+                f"conversation {conversation} belongs to another org: use another conversation_id"
+            ) from None
+        raise
+    newest = await reading
     if newest is None:
         return Admission(0, recorded=False)
     if newest.run == run:
