@@ -11,6 +11,7 @@ per tool call, and it recomputed the terminal event's completeness proof from wh
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ FOLLOW_UP = "and the five lowest?"
 WAIT_MS = RUN_TIMEOUT_S * 1000
 # Where the screenshot of the sample question is copied for people to look at.
 SCREENSHOT_COPY = Path("/tmp/page.png")
+_CONVERSATION_STREAM = re.compile(r"/api/conversations/[A-Za-z0-9_-]+/stream\?")
 
 
 def _chromium() -> str:
@@ -51,7 +53,8 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 class Tab:
-    """One browser page, with the JavaScript errors it raised and the streams it opened."""
+    """One browser page, with the JavaScript errors it raised and the conversation streams it
+    opened (their URLs)."""
 
     def __init__(self, page: Page) -> None:
         self.page = page
@@ -66,7 +69,7 @@ class Tab:
             self.errors.append(message.text)
 
     def _request(self, request: Request) -> None:
-        if "/stream" in request.url:
+        if _CONVERSATION_STREAM.search(request.url):
             self.streams.append(request.url)
 
     async def ask(self, question: str) -> str:
