@@ -14,6 +14,8 @@ const QUOTE = /^ {0,3}> ?/;
 const ITEM = /^( {0,12})([-*+]|\d{1,9}[.)])(\s+|$)(.*)$/;
 const TABLE_DIVIDER = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
 const SAFE_URL = /^(https?:\/\/|mailto:)/i;
+// Quotes, lists and emphasis nest at most this deep; deeper text is shown as it is written.
+const MAX_DEPTH = 16;
 
 function el(doc, tag, className) {
   const node = doc.createElement(tag);
@@ -88,7 +90,7 @@ function renderTable(doc, lines, parent) {
   parent.appendChild(wrap);
 }
 
-function renderList(doc, lines, start, parent) {
+function renderList(doc, lines, start, parent, depth) {
   const first = ITEM.exec(lines[start]);
   const indent = first[1].length;
   const ordered = /\d/.test(first[2]);
@@ -136,9 +138,9 @@ function renderList(doc, lines, start, parent) {
       // Tight item with a nested block: its first lines stay bare text, then the blocks.
       const cut = body.findIndex((line, n) => n > 0 && startsBlock(body, n));
       inline(doc, body.slice(0, cut).join("\n"), li);
-      blocks(doc, body.slice(cut), li);
+      blocks(doc, body.slice(cut), li, depth + 1);
     } else {
-      blocks(doc, body, li);
+      blocks(doc, body, li, depth + 1);
     }
     list.appendChild(li);
   }
@@ -146,7 +148,11 @@ function renderList(doc, lines, start, parent) {
   return i;
 }
 
-function blocks(doc, lines, parent) {
+function blocks(doc, lines, parent, depth = 0) {
+  if (depth > MAX_DEPTH) {
+    parent.appendChild(el(doc, "p")).textContent = lines.join("\n");
+    return;
+  }
   let i = 0;
   while (i < lines.length) {
     const line = lines[i];
@@ -191,12 +197,12 @@ function blocks(doc, lines, parent) {
         i++;
       }
       const quote = el(doc, "blockquote");
-      blocks(doc, quoted, quote);
+      blocks(doc, quoted, quote, depth + 1);
       parent.appendChild(quote);
       continue;
     }
     if (ITEM.test(line)) {
-      i = renderList(doc, lines, i, parent);
+      i = renderList(doc, lines, i, parent, depth);
       continue;
     }
     if (line.includes("|") && i + 1 < lines.length && TABLE_DIVIDER.test(lines[i + 1])) {
@@ -232,29 +238,43 @@ function link(doc, text, href, parent) {
     a.href = href;
     a.rel = "noopener noreferrer nofollow";
     a.target = "_blank";
-    inline(doc, text || href, a);
+    if (text) inline(doc, text, a, true);
+    else a.textContent = href;
     parent.appendChild(a);
   } else {
-    inline(doc, text, parent);
+    inline(doc, text, parent, true);
   }
 }
 
-function delimited(text, i, marker) {
-  // `marker`…`marker` with content that neither starts nor ends with a space.
+function closes(text, close, marker) {
+  const doubled = marker.length === 1 && (text[close + 1] === marker || text[close - 1] === marker);
+  const wordAfter = marker[0] === "_" && /[\p{L}\p{N}]/u.test(text[close + marker.length] || "");
+  return !/\s/.test(text[close - 1]) && !doubled && !wordAfter;
+}
+
+// `marker`…`marker` from `i`, with content that neither starts nor ends with a space: the
+// closing marker's index, or -1. Whether a marker closes does not depend on where its opener
+// is, so `found` (per text and marker) remembers the last answer, and a text full of openers
+// that never close is scanned once, not once per opener.
+function delimited(text, i, marker, found) {
   const open = i + marker.length;
   if (open >= text.length || /\s/.test(text[open])) return -1;
-  let close = text.indexOf(marker, open + 1);
-  while (close !== -1) {
-    const single = marker.length === 1;
-    const doubled = single && (text[close + 1] === marker || text[close - 1] === marker);
-    const wordAfter = marker[0] === "_" && /[\p{L}\p{N}]/u.test(text[close + marker.length] || "");
-    if (!/\s/.test(text[close - 1]) && !doubled && !wordAfter) return close;
-    close = text.indexOf(marker, close + 1);
-  }
-  return -1;
+  const from = open + 1;
+  const known = found.get(marker);
+  if (known && known.from <= from && (known.close === -1 || known.close >= from)) return known.close;
+  let close = text.indexOf(marker, from);
+  while (close !== -1 && !closes(text, close, marker)) close = text.indexOf(marker, close + 1);
+  found.set(marker, { from, close });
+  return close;
 }
 
-function inline(doc, text, parent) {
+// `inLink`: inside a link's text, where no further link may start.
+function inline(doc, text, parent, inLink = false, depth = 0) {
+  if (depth > MAX_DEPTH) {
+    parent.appendChild(doc.createTextNode(text));
+    return;
+  }
+  const found = new Map();
   let plain = "";
   const flush = () => {
     if (!plain) return;
@@ -293,7 +313,7 @@ function inline(doc, text, parent) {
       i += run;
       continue;
     }
-    if (c === "[" || (c === "!" && text[i + 1] === "[")) {
+    if (!inLink && (c === "[" || (c === "!" && text[i + 1] === "["))) {
       LINK.lastIndex = i;
       const match = LINK.exec(text);
       if (match) {
@@ -303,7 +323,7 @@ function inline(doc, text, parent) {
         continue;
       }
     }
-    if (c === "h" && (i === 0 || !/[\p{L}\p{N}]/u.test(text[i - 1]))) {
+    if (!inLink && c === "h" && (i === 0 || !/[\p{L}\p{N}]/u.test(text[i - 1]))) {
       BARE_URL.lastIndex = i;
       const match = BARE_URL.exec(text);
       if (match) {
@@ -315,21 +335,21 @@ function inline(doc, text, parent) {
     }
     const pair = text.slice(i, i + 2);
     if (pair === "**" || pair === "__" || pair === "~~") {
-      const close = delimited(text, i, pair);
+      const close = delimited(text, i, pair, found);
       if (close !== -1 && (pair !== "__" || i === 0 || !/[\p{L}\p{N}]/u.test(text[i - 1]))) {
         flush();
         const node = el(doc, pair === "~~" ? "del" : "strong");
-        inline(doc, text.slice(i + 2, close), node);
+        inline(doc, text.slice(i + 2, close), node, inLink, depth + 1);
         parent.appendChild(node);
         i = close + 2;
         continue;
       }
     } else if (c === "*" || (c === "_" && (i === 0 || !/[\p{L}\p{N}]/u.test(text[i - 1])))) {
-      const close = delimited(text, i, c);
+      const close = delimited(text, i, c, found);
       if (close !== -1) {
         flush();
         const node = el(doc, "em");
-        inline(doc, text.slice(i + 1, close), node);
+        inline(doc, text.slice(i + 1, close), node, inLink, depth + 1);
         parent.appendChild(node);
         i = close + 1;
         continue;

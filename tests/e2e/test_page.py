@@ -332,7 +332,11 @@ HOSTILE = """# Title <img src=x onerror="window.pwned=1">
 ```html
 <iframe src="javascript:alert(1)"></iframe>
 ```
+
+See https://example.com/docs and [https://example.com/b](https://example.com/b).
 """
+# Openers that never close: scanned once, not once per opener (a quadratic scan took seconds).
+UNCLOSED = "_a " * 20_000 + "*b " * 20_000
 
 
 async def test_markdown_is_rendered_as_text_never_as_html(stack: LocalStack, tab: Tab) -> None:
@@ -348,7 +352,7 @@ async def test_markdown_is_rendered_as_text_never_as_html(stack: LocalStack, tab
             const attributes = [...box.querySelectorAll("*")].flatMap((node) =>
                 [...node.attributes].map((a) => a.name + "=" + a.value));
             return { tags: [...new Set(tags)].sort(), attributes, text: box.textContent,
-                     pwned: window.pwned === 1 };
+                     pwned: window.pwned === 1, nestedLinks: box.querySelectorAll("a a").length };
         }""",
         HOSTILE,
     )
@@ -372,9 +376,25 @@ async def test_markdown_is_rendered_as_text_never_as_html(stack: LocalStack, tab
         "br",
     }, found["tags"]
     hrefs = [a for a in found["attributes"] if a.startswith("href=")]
-    assert hrefs == ["href=https://example.com/a?b=1", "href=https://example.com/x.png"]
+    assert hrefs == [
+        "href=https://example.com/a?b=1",
+        "href=https://example.com/x.png",
+        "href=https://example.com/docs",
+        "href=https://example.com/b",
+    ]
+    assert found["nestedLinks"] == 0
     assert not [a for a in found["attributes"] if a.startswith(("on", "src", "style"))]
     # The markup is still there, as text to read.
     for text in ('<img src=x onerror="window.pwned=1">', "<script>", "<b>not bold</b>"):
         assert text in found["text"]
+    took_ms = await page.evaluate(
+        """async (source) => {
+            const { renderMarkdown } = await import("/static/markdown.js");
+            const started = performance.now();
+            renderMarkdown(source);
+            return performance.now() - started;
+        }""",
+        UNCLOSED,
+    )
+    assert took_ms < 3_000
     assert tab.errors == []
