@@ -12,118 +12,67 @@ from __future__ import annotations
 
 from starlette.types import Receive, Scope, Send
 
-from agentstream.runtime.asgi_close_unread import CloseUnreadBodyMiddleware
-from agentstream.runtime.http import BadRequest
-from gateway.front_routes import RawRoute
 from gateway.protocols.ag_ui import AgUiStream, RunAgentInput, prompt_of
-from gateway.raw_asgi import send_error
-from gateway.routes import stream
 from gateway.routes.translated_stream import (
-    TOKEN_PARAMETER,
+    PostedRun,
     Translated,
-    caller,
-    message_body,
-    operation,
-    org_of,
-    path_parameter,
-    read_json,
-    serve_from_start,
-    start_run,
+    post_route,
+    run_route,
+    serve_posted_run,
 )
-from gateway.state import GatewayState
 
 RUN_PATH = "/api/ag-ui"
 
 
-async def _run_agent(scope: Scope, receive: Receive, send: Send) -> None:
-    gw: GatewayState = scope["state"]["gateway"]
-    try:
-        principal = await caller(scope, gw)
-        request = await read_json(scope, receive, gw, RunAgentInput)
-        try:
-            prompt = prompt_of(request.messages)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-        forwarded = request.forwardedProps
-        named = forwarded.get("org")
-        org = org_of(scope, principal, named if isinstance(named, str) else None)
-        body = message_body(
-            prompt, request.threadId, org=org, connection_id=forwarded.get("connection_id")
-        )
-        # The slot first: a caller over its streams is refused before a run starts for it.
-        release = gw.stream_slots.acquire(principal.key)
-        try:
-            accepted = await start_run(
-                scope, gw, principal, body, route=RUN_PATH, idempotency_key=request.runId
-            )
-        except BaseException:
-            release()
-            raise
-    except Exception as exc:
-        await send_error(send, scope, exc)
-        return
-    translator = AgUiStream(
-        request.threadId, request.runId, accepted.run, input_messages=request.messages
+def _posted(request: RunAgentInput) -> PostedRun:
+    """The run an input asks for: its last user message in its thread, its ``runId`` the
+    idempotency key; ``forwardedProps`` may name the org and the connection."""
+    forwarded = request.forwardedProps
+    named = forwarded.get("org")
+    return PostedRun(
+        prompt_of(request.messages),
+        request.threadId,
+        named if isinstance(named, str) else None,
+        forwarded.get("connection_id"),
+        idempotency_key=request.runId,
     )
-    framing = Translated(accepted.run, translator)
-    await serve_from_start(receive, send, gw, accepted.org, accepted.run, release, framing)
 
 
-async def _run_events(scope: Scope, receive: Receive, send: Send) -> None:
-    gw: GatewayState = scope["state"]["gateway"]
-    try:
-        run, opened, release = await stream.begin(scope, gw, scope["path_params"], from_start=True)
-    except Exception as exc:
-        await send_error(send, scope, exc)
-        return
-    framing = Translated(run, AgUiStream(run, run, run))
-    await stream.serve_opened(receive, send, gw, run, opened, release, framing)
+def _posted_framing(request: RunAgentInput, run: str) -> Translated:
+    """The run as AG-UI events, under the input's thread and run IDs."""
+    translator = AgUiStream(request.threadId, request.runId, run, input_messages=request.messages)
+    return Translated(run, translator)
+
+
+async def _run_agent(scope: Scope, receive: Receive, send: Send) -> None:
+    await serve_posted_run(
+        scope,
+        receive,
+        send,
+        route=RUN_PATH,
+        body_type=RunAgentInput,
+        read=_posted,
+        framing=_posted_framing,
+    )
 
 
 ROUTES = [
-    RawRoute(
-        "POST",
+    post_route(
         RUN_PATH,
-        RUN_PATH,
-        # Served ahead of the app's middleware: a body refused unread is drained here, as there.
-        CloseUnreadBodyMiddleware(_run_agent),
-        operation(
-            "AG-UI Run Agent",
-            "Start a run for the input's last user message (threadId is the conversation, "
-            "runId names the run like an Idempotency-Key) and stream it as AG-UI events.",
-            "ag_ui_run_agent",
-            [],
-            {
-                200: "The run's AG-UI events",
-                400: "Bad request",
-                401: "Unauthorized",
-                403: "Forbidden",
-                409: "Conflict",
-                413: "Too large",
-                429: "Too many requests",
-                503: "Unavailable, retry",
-            },
-            body=RunAgentInput,
-        ),
+        _run_agent,
+        "AG-UI Run Agent",
+        "Start a run for the input's last user message (threadId is the conversation, "
+        "runId names the run like an Idempotency-Key) and stream it as AG-UI events.",
+        "ag_ui_run_agent",
+        "The run's AG-UI events",
+        RunAgentInput,
     ),
-    RawRoute(
-        "GET",
-        "/api/runs/{run}/ag-ui",
-        r"/api/runs/(?P<run>[^/]+)/ag-ui",
-        _run_events,
-        operation(
-            "Run AG-UI Events",
-            "The run from its first event as AG-UI events (thread and run ID: the run's).",
-            "run_ag_ui_events",
-            [path_parameter("run", "Run ID (the Temporal workflow ID)"), TOKEN_PARAMETER],
-            {
-                200: "The run's AG-UI events",
-                400: "Bad request",
-                401: "Unauthorized",
-                403: "Forbidden",
-                404: "Not found",
-                429: "Too many requests",
-            },
-        ),
+    run_route(
+        "ag-ui",
+        lambda run: Translated(run, AgUiStream(run, run, run)),
+        "Run AG-UI Events",
+        "The run from its first event as AG-UI events (thread and run ID: the run's).",
+        "run_ag_ui_events",
+        "The run's AG-UI events",
     ),
 ]

@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
+from agentstream.runtime.asgi_close_unread import CloseUnreadBodyMiddleware
 from agentstream.runtime.http import BadRequest, decode_body
 from agentstream.runtime.openapi_bodies import json_body
 from gateway.auth import Principal, require_org
+from gateway.front_routes import RawRoute
 from gateway.protocols import Translator, sse_data
-from gateway.raw_asgi import header, read_body
+from gateway.raw_asgi import header, read_body, send_error
 from gateway.routes import stream
 from gateway.routes.messages import Accepted, accept_message
 from gateway.sse_frames import Frame, frame_data
@@ -166,6 +168,139 @@ async def serve_from_start(
     ``release`` frees the caller's stream slot at the end."""
     opened = stream.Opened(org, 0, None)
     await stream.serve_opened(receive, send, gw, run, opened, release, framing)
+
+
+class PostedRun(NamedTuple):
+    """What a protocol's post asks for: a run for ``prompt`` in ``conversation``."""
+
+    prompt: str
+    conversation: str
+    # The org the body names (None: ``?org=``, the credentials' or the default).
+    org: str | None
+    connection_id: Any
+    # None: the request's ``Idempotency-Key`` header.
+    idempotency_key: str | None = None
+
+
+async def serve_posted_run(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    route: str,
+    body_type: type[T],
+    read: Callable[[T], PostedRun],
+    framing: Callable[[T, str], Translated],
+) -> None:
+    """Serve a protocol's post: start the run its body (a ``body_type``) asks for, as
+    ``POST /api/messages`` does, and stream it from its start in ``framing(body, run)``'s form.
+    ``read`` raises ValueError for a body that asks for no run (a 400)."""
+    gw: GatewayState = scope["state"]["gateway"]
+    try:
+        principal = await caller(scope, gw)
+        request = await read_json(scope, receive, gw, body_type)
+        try:
+            posted = read(request)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        org = org_of(scope, principal, posted.org)
+        body = message_body(
+            posted.prompt, posted.conversation, org=org, connection_id=posted.connection_id
+        )
+        # The slot first: a caller over its streams is refused before a run starts for it.
+        release = gw.stream_slots.acquire(principal.key)
+        try:
+            accepted = await start_run(
+                scope, gw, principal, body, route=route, idempotency_key=posted.idempotency_key
+            )
+        except BaseException:
+            release()
+            raise
+    except Exception as exc:
+        await send_error(send, scope, exc)
+        return
+    translated = framing(request, accepted.run)
+    await serve_from_start(receive, send, gw, accepted.org, accepted.run, release, translated)
+
+
+def post_route(
+    path: str,
+    handler: Callable[[Scope, Receive, Send], Any],
+    summary: str,
+    description: str,
+    operation_id: str,
+    streamed: str,
+    body: Any,
+) -> RawRoute:
+    """The ``POST path`` route of a protocol: ``handler`` starts a run and streams it."""
+    return RawRoute(
+        "POST",
+        path,
+        path,
+        # Served ahead of the app's middleware: a body refused unread is drained here, as there.
+        CloseUnreadBodyMiddleware(handler),
+        operation(
+            summary,
+            description,
+            operation_id,
+            [],
+            {
+                200: streamed,
+                400: "Bad request",
+                401: "Unauthorized",
+                403: "Forbidden",
+                409: "Conflict",
+                413: "Too large",
+                429: "Too many requests",
+                503: "Unavailable, retry",
+            },
+            body=body,
+        ),
+    )
+
+
+def run_route(
+    name: str,
+    framing: Callable[[str], Translated],
+    summary: str,
+    description: str,
+    operation_id: str,
+    streamed: str,
+) -> RawRoute:
+    """``GET /api/runs/{run}/<name>``: any run from its first event in ``framing(run)``'s form,
+    authorised like ``GET /api/stream/{run}``."""
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        gw: GatewayState = scope["state"]["gateway"]
+        try:
+            run, opened, release = await stream.begin(
+                scope, gw, scope["path_params"], from_start=True
+            )
+        except Exception as exc:
+            await send_error(send, scope, exc)
+            return
+        await stream.serve_opened(receive, send, gw, run, opened, release, framing(run))
+
+    return RawRoute(
+        "GET",
+        f"/api/runs/{{run}}/{name}",
+        rf"/api/runs/(?P<run>[^/]+)/{name}",
+        serve,
+        operation(
+            summary,
+            description,
+            operation_id,
+            [path_parameter("run", "Run ID (the Temporal workflow ID)"), TOKEN_PARAMETER],
+            {
+                200: streamed,
+                400: "Bad request",
+                401: "Unauthorized",
+                403: "Forbidden",
+                404: "Not found",
+                429: "Too many requests",
+            },
+        ),
+    )
 
 
 def path_parameter(name: str, description: str) -> dict[str, Any]:

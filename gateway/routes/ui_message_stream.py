@@ -20,27 +20,26 @@ from __future__ import annotations
 from starlette.types import Receive, Scope, Send
 
 from agentstream.runtime import conversation_index
-from agentstream.runtime.asgi_close_unread import CloseUnreadBodyMiddleware
 from agentstream.runtime.http import BadRequest, NotFound
 from gateway.front_routes import RawRoute
 from gateway.protocols.ai_sdk import DONE, HEADERS, UiChatRequest, UiMessageStream, prompt_of
 from gateway.raw_asgi import send_error
-from gateway.routes import conversations, stream
+from gateway.routes import conversations
 from gateway.routes.translated_stream import (
     ORG_PARAMETER,
     TOKEN_MAX_CHARS,
     TOKEN_PARAMETER,
+    PostedRun,
     Translated,
     caller,
-    message_body,
     operation,
-    org_of,
     path_parameter,
+    post_route,
     query_org,
     query_value,
-    read_json,
+    run_route,
     serve_from_start,
-    start_run,
+    serve_posted_run,
 )
 from gateway.state import GatewayState
 from gateway.stream_tokens import verify_conversation_token
@@ -54,29 +53,20 @@ def framing(run: str) -> Translated:
     return Translated(run, UiMessageStream(run), headers=HEADERS, end=DONE)
 
 
+def _posted(request: UiChatRequest) -> PostedRun:
+    """The run a chat request asks for: its last user message in the chat's conversation."""
+    return PostedRun(prompt_of(request.messages), request.id, request.org, request.connection_id)
+
+
 async def _chat(scope: Scope, receive: Receive, send: Send) -> None:
-    gw: GatewayState = scope["state"]["gateway"]
-    try:
-        principal = await caller(scope, gw)
-        request = await read_json(scope, receive, gw, UiChatRequest)
-        try:
-            prompt = prompt_of(request.messages)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-        org = org_of(scope, principal, request.org)
-        body = message_body(prompt, request.id, org=org, connection_id=request.connection_id)
-        # The slot first: a caller over its streams is refused before a run starts for it.
-        release = gw.stream_slots.acquire(principal.key)
-        try:
-            accepted = await start_run(scope, gw, principal, body, route=CHAT_PATH)
-        except BaseException:
-            release()
-            raise
-    except Exception as exc:
-        await send_error(send, scope, exc)
-        return
-    await serve_from_start(
-        receive, send, gw, accepted.org, accepted.run, release, framing(accepted.run)
+    await serve_posted_run(
+        scope,
+        receive,
+        send,
+        route=CHAT_PATH,
+        body_type=UiChatRequest,
+        read=_posted,
+        framing=lambda _request, run: framing(run),
     )
 
 
@@ -122,41 +112,16 @@ async def _ended(gw: GatewayState, org: str, run: str) -> bool:
     return last is None or last.type in TERMINAL_EVENT_TYPES
 
 
-async def _run_stream(scope: Scope, receive: Receive, send: Send) -> None:
-    gw: GatewayState = scope["state"]["gateway"]
-    try:
-        run, opened, release = await stream.begin(scope, gw, scope["path_params"], from_start=True)
-    except Exception as exc:
-        await send_error(send, scope, exc)
-        return
-    await stream.serve_opened(receive, send, gw, run, opened, release, framing(run))
-
-
 ROUTES = [
-    RawRoute(
-        "POST",
+    post_route(
         CHAT_PATH,
-        CHAT_PATH,
-        # Served ahead of the app's middleware: a body refused unread is drained here, as there.
-        CloseUnreadBodyMiddleware(_chat),
-        operation(
-            "AI SDK Chat",
-            "Start a run for the chat's last user message (the chat ID is the conversation) "
-            "and stream it as an AI SDK UI message stream (x-vercel-ai-ui-message-stream: v1).",
-            "ai_sdk_chat",
-            [],
-            {
-                200: "The run's UI message stream",
-                400: "Bad request",
-                401: "Unauthorized",
-                403: "Forbidden",
-                409: "Conflict",
-                413: "Too large",
-                429: "Too many requests",
-                503: "Unavailable, retry",
-            },
-            body=UiChatRequest,
-        ),
+        _chat,
+        "AI SDK Chat",
+        "Start a run for the chat's last user message (the chat ID is the conversation) "
+        "and stream it as an AI SDK UI message stream (x-vercel-ai-ui-message-stream: v1).",
+        "ai_sdk_chat",
+        "The run's UI message stream",
+        UiChatRequest,
     ),
     RawRoute(
         "GET",
@@ -185,24 +150,12 @@ ROUTES = [
             },
         ),
     ),
-    RawRoute(
-        "GET",
-        "/api/runs/{run}/ui-stream",
-        r"/api/runs/(?P<run>[^/]+)/ui-stream",
-        _run_stream,
-        operation(
-            "Run UI Message Stream",
-            "The run from its first event as an AI SDK UI message stream.",
-            "run_ui_message_stream",
-            [path_parameter("run", "Run ID (the Temporal workflow ID)"), TOKEN_PARAMETER],
-            {
-                200: "The run's UI message stream",
-                400: "Bad request",
-                401: "Unauthorized",
-                403: "Forbidden",
-                404: "Not found",
-                429: "Too many requests",
-            },
-        ),
+    run_route(
+        "ui-stream",
+        framing,
+        "Run UI Message Stream",
+        "The run from its first event as an AI SDK UI message stream.",
+        "run_ui_message_stream",
+        "The run's UI message stream",
     ),
 ]
