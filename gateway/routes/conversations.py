@@ -20,17 +20,17 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Path, Query
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from agentstream.runtime import conversation_index
-from agentstream.runtime.http import BadRequest, NotFound, Unauthorized, json_response
+from agentstream.runtime.http import BadRequest, NotFound, json_response
 from agentstream.runtime.message_store import StoredTurn
 from gateway.auth import Principal, require_org
 from gateway.conversation_stream import parse_position, stream_conversation
 from gateway.front_routes import RawRoute
 from gateway.raw_asgi import header, send_error
+from gateway.routes import stream
 from gateway.routes.stream import SSE_CLIENTS, SSE_CLIENTS_HELP, _TerminalCheck
 from gateway.sse_frames import opening
 from gateway.sse_response import SseStream
@@ -259,15 +259,7 @@ async def _admit(scope: Scope, gw: GatewayState) -> tuple[str, str, str | None, 
         owner = verify_conversation_token(gw, token, conversation).org
         key = f"conversation:{conversation}"
     else:
-        request = Request(scope)
-        principal = await gw.auth.optional_principal(request)
-        if principal is None and not gw.auth.open:
-            raise Unauthorized("a conversation token (?token=) or an API key is required")
-        if principal is not None:
-            gw.rate_limiter.check(principal.key)
-            key = principal.key
-        else:
-            key = f"ip:{request.client.host if request.client else 'unknown'}"
+        principal, key = await stream.reader(scope, gw, "a conversation token (?token=)")
         try:
             owner = await conversation_org(gw, principal, conversation, org)
         except InvalidIdError as exc:

@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from agentstream.runtime.http import BadRequest, NotFound, Unauthorized
 from agentstream.runtime.log_context import set_run_context
-from gateway.auth import own_run
+from gateway.auth import Principal, own_run
 from gateway.front_routes import RawRoute
 from gateway.raw_asgi import header, send_error
 from gateway.run_stream import stream_run
@@ -207,17 +207,24 @@ async def _admit(
         org = verify_stream_token(gw, token, run).org
         key = f"run:{run}"
     else:
-        request = Request(scope)
-        principal = await gw.auth.optional_principal(request)
-        if principal is None and not gw.auth.open:
-            raise Unauthorized("a stream token (?token=) or an API key is required")
+        principal, key = await reader(scope, gw, "a stream token (?token=)")
         if principal is not None:
-            gw.rate_limiter.check(principal.key)
             org = (await own_run(principal, run, functools.partial(_find, gw))).org
-            key = principal.key
-        else:
-            key = f"ip:{request.client.host if request.client else 'unknown'}"
     return org, gw.stream_slots.acquire(key)
+
+
+async def reader(scope: Scope, gw: GatewayState, token: str) -> tuple[Principal | None, str]:
+    """A stream's reader without a token: its credentials (None in open mode without any),
+    within its request rate, and its stream-slot key (its client address when anonymous).
+    401 outside open mode without credentials, saying ``token`` "or an API key is required"."""
+    request = Request(scope)
+    principal = await gw.auth.optional_principal(request)
+    if principal is None:
+        if not gw.auth.open:
+            raise Unauthorized(f"{token} or an API key is required")
+        return None, f"ip:{request.client.host if request.client else 'unknown'}"
+    gw.rate_limiter.check(principal.key)
+    return principal, principal.key
 
 
 def _resume_after(raw: str | None) -> int:
