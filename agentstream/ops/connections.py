@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import msgspec
-import nats
 from nats.aio.client import Client as NATS
 from temporalio.client import Client
 
 from agentstream.runtime.message_store import MessageStore
+from agentstream.runtime.nats_conn import connect_nats
 from agentstream.runtime.settings import (
     DEFAULT_DATABASE_URL,
     EnvSettings,
@@ -52,17 +52,12 @@ async def open_nats(settings: NatsSettings, *, name: str) -> NATS:
         errors.append(exc)
 
     try:
-        return await nats.connect(
-            [server.strip() for server in settings.url.split(",")],
+        return await connect_nats(
+            settings,
             name=name,
-            user=settings.user,
-            password=settings.password,
-            user_credentials=settings.creds_file,
-            tls=settings.tls_context(),
-            error_cb=remember,
-            connect_timeout=CONNECT_TIMEOUT_S,
+            on_error=remember,
             max_reconnect_attempts=2,
-            reconnect_time_wait=0.5,
+            connect_timeout=CONNECT_TIMEOUT_S,
         )
     except Exception as exc:  # nats.py raises its own errors, OSError and TimeoutError alike
         cause = errors[-1] if errors else exc

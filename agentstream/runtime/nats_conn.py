@@ -18,18 +18,28 @@ async def connect_nats(
     *,
     name: str,
     on_reconnected: Callable[[], Awaitable[None]] | None = None,
+    on_error: Callable[[Exception], Awaitable[None]] | None = None,
+    max_reconnect_attempts: int = -1,
+    connect_timeout: float = 5,
 ) -> NATS:
-    """Connect with reconnects forever and every lifecycle callback logged.
+    """Connect to the configured servers with the configured credentials.
 
-    ``on_reconnected`` lets a caller repair state that may have missed messages while the
-    connection was down (core subscriptions are not replayed by the server).
+    A service keeps the defaults: reconnects forever and every lifecycle callback logged;
+    ``on_reconnected`` lets it repair state that may have missed messages while the connection
+    was down (core subscriptions are not replayed by the server). A one-shot command bounds the
+    tries at each server with ``max_reconnect_attempts`` and takes the errors with ``on_error``:
+    then nothing is logged, and its own report of an unreachable NATS is all that shows.
     """
 
     async def error_cb(exc: Exception) -> None:
-        log.warning("nats error (%s): %s", name, exc)
+        if on_error is not None:
+            await on_error(exc)
+        else:
+            log.warning("nats error (%s): %s", name, exc)
 
     async def disconnected_cb() -> None:
-        log.warning("nats disconnected (%s)", name)
+        if on_error is None:
+            log.warning("nats disconnected (%s)", name)
 
     async def reconnected_cb() -> None:
         log.info("nats reconnected (%s)", name)
@@ -46,9 +56,9 @@ async def connect_nats(
         error_cb=error_cb,
         disconnected_cb=disconnected_cb,
         reconnected_cb=reconnected_cb,
-        max_reconnect_attempts=-1,
+        max_reconnect_attempts=max_reconnect_attempts,
         reconnect_time_wait=0.5,
-        connect_timeout=5,
+        connect_timeout=connect_timeout,
         # Publishes made while reconnecting are buffered up to this size, then refused.
         pending_size=8 * 1024 * 1024,
     )
