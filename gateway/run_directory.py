@@ -5,26 +5,20 @@ from __future__ import annotations
 import time
 
 from temporalio.api.enums.v1 import PendingActivityState
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionDescription
 
 from agentstream.runtime.message_store import MessageStore
 from agentstream.runtime.run_history import HistoryReader
-from agentstream.runtime.temporal import WAITING_FOR_AGENT_SINCE, describe_run, org_of_task_queue
+from agentstream.runtime.temporal import (
+    RUN_STATES,
+    WAITING_FOR_AGENT_SINCE,
+    describe_run,
+    org_of_task_queue,
+)
 from gateway.run_starter import RunStarter
 from gateway.unstarted import DEFAULT_START_GRACE_S, is_only_queued, queued_for_s
 from schemas import RunView
 from schemas.messages import RunState
-
-_STATES: dict[WorkflowExecutionStatus, RunState] = {
-    WorkflowExecutionStatus.RUNNING: "running",
-    WorkflowExecutionStatus.COMPLETED: "completed",
-    WorkflowExecutionStatus.FAILED: "failed",
-    WorkflowExecutionStatus.CANCELED: "cancelled",
-    WorkflowExecutionStatus.TERMINATED: "terminated",
-    WorkflowExecutionStatus.TIMED_OUT: "timed_out",
-    WorkflowExecutionStatus.CONTINUED_AS_NEW: "running",
-}
-
 
 _ENDED: dict[str, RunState] = {"failed": "failed", "cancelled": "cancelled"}
 
@@ -85,7 +79,7 @@ class RunDirectory:
             # The answer is stored only at the end: the run is complete even while the workflow
             # is still publishing its terminal event.
             return RunView(workflow_id=run, status="completed", result=stored.result, org=org)
-        status = _STATES.get(description.status, "running") if description.status else "running"
+        status = RUN_STATES.get(description.status, "running") if description.status else "running"
         waiting: float | None = None
         if status == "running":
             # The terminal event is published just before the workflow closes: trust it.

@@ -14,7 +14,7 @@ from typing import NamedTuple, TextIO
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from agentstream.runtime.temporal import WORKFLOW_NAME, org_of_task_queue, task_queue
+from agentstream.runtime.temporal import RUN_STATES, WORKFLOW_NAME, org_of_task_queue, task_queue
 
 # Temporal's names of a workflow's states, as its list query spells them.
 STATUSES = {
@@ -25,13 +25,8 @@ STATUSES = {
     "terminated": "Terminated",
     "timed_out": "TimedOut",
 }
-_NAME_OF = {
-    WorkflowExecutionStatus.RUNNING: "running",
-    WorkflowExecutionStatus.COMPLETED: "completed",
-    WorkflowExecutionStatus.FAILED: "failed",
-    WorkflowExecutionStatus.CANCELED: "cancelled",
-    WorkflowExecutionStatus.TERMINATED: "terminated",
-    WorkflowExecutionStatus.TIMED_OUT: "timed_out",
+_NAME_OF: dict[WorkflowExecutionStatus, str] = {
+    **RUN_STATES,
     WorkflowExecutionStatus.CONTINUED_AS_NEW: "continued",
 }
 

@@ -7,13 +7,24 @@ gateway, the worker and the examples take them from here, so the two sides canno
 
 from __future__ import annotations
 
-from temporalio.client import Client, WorkflowExecutionDescription
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from agentstream.runtime.settings import TemporalSettings
 from agentstream.runtime.temporal_codec import data_converter
 from agentstream.runtime.tracing import temporal_interceptors
 from schemas import DEFAULT_ORG, is_valid_id, require_id
+from schemas.messages import RunState
+
+# A workflow's state as agentstream names a run's (a run continued as new has none of its own).
+RUN_STATES: dict[WorkflowExecutionStatus, RunState] = {
+    WorkflowExecutionStatus.RUNNING: "running",
+    WorkflowExecutionStatus.COMPLETED: "completed",
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+    WorkflowExecutionStatus.TERMINATED: "terminated",
+    WorkflowExecutionStatus.TIMED_OUT: "timed_out",
+}
 
 WORKFLOW_NAME = "ChatWorkflow"
 # A run's overall deadline when it was started without an execution timeout (e.g. by the
