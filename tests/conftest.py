@@ -14,26 +14,22 @@ import httpx
 import pytest
 
 from agentstream.devstack.postgres import local_database
-from agentstream.devstack.stack import LocalStack, StackConfig
+from agentstream.devstack.stack import LocalStack
+from tests.stacks import own_stack
 
 
 @pytest.fixture(scope="session")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
     """NATS, Temporal, two gateway replicas, an agent and a worker, started once per session."""
-    state = Path(tmp_path_factory.mktemp("stack"))
-    config = StackConfig(
-        state_dir=state,
+    async with own_stack(
+        tmp_path_factory,
+        "stack",
         replicas=2,
-        fixed_ports=False,
-        temporal_ui=False,
-        database_url=os.environ.get("DATABASE_URL") or None,
         # Fast enough for a quick suite, slow enough that a run spans several chunks.
-        agent_env={"SCRIPTED_TOKEN_DELAY_S": "0.005"},
+        token_delay_s="0.005",
         # Keepalives every second, so a test can see several without waiting 15 s for each.
         service_env={"SSE_PING_S": "1"},
-    )
-    local = LocalStack(config)
-    async with local.running():
+    ) as local:
         yield local
 
 

@@ -8,7 +8,6 @@ as a browser would.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from agentstream.devstack.stack import LocalStack, StackConfig
+from agentstream.devstack.stack import LocalStack
 from tests.e2e.runs import assert_complete, read_whole_run, start_run
+from tests.stacks import own_stack
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "agentstream.json"
 _MAX_MESSAGE_CHARS = 2_000
@@ -29,21 +29,17 @@ _METRIC_NAME = re.compile(r"\b(?:agentstream|process)_[a-z0-9_]+\b")
 @pytest.fixture(scope="module")
 async def json_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
     """One gateway, an agent and a worker, all logging JSON lines at INFO."""
-    config = StackConfig(
-        state_dir=Path(tmp_path_factory.mktemp("json-logs")),
+    async with own_stack(
+        tmp_path_factory,
+        "json-logs",
         replicas=1,
-        fixed_ports=False,
-        temporal_ui=False,
-        database_url=os.environ.get("DATABASE_URL") or None,
-        agent_env={"SCRIPTED_TOKEN_DELAY_S": "0.005"},
+        token_delay_s="0.005",
         service_env={
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
             "MAX_MESSAGE_CHARS": str(_MAX_MESSAGE_CHARS),
         },
-    )
-    local = LocalStack(config)
-    async with local.running():
+    ) as local:
         yield local
 
 

@@ -8,16 +8,15 @@ publishes; its ID is the one in the run's first status event and in ``GET /api/r
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from agentstream.devstack.stack import LocalStack, StackConfig
+from agentstream.devstack.stack import LocalStack
 from tests.e2e.runs import assert_complete, read_whole_run
 from tests.fakes.otlp_receiver import OtlpReceiver, ReceivedSpan, otlp_receiver
+from tests.stacks import own_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -56,22 +55,18 @@ async def traced_stack(
 ) -> AsyncIterator[LocalStack]:
     """A stack of its own whose gateway, worker and agent export their spans to ``receiver``."""
     endpoint, _ = receiver
-    config = StackConfig(
-        state_dir=Path(tmp_path_factory.mktemp("traced-stack")),
+    async with own_stack(
+        tmp_path_factory,
+        "traced-stack",
         replicas=1,
-        fixed_ports=False,
-        temporal_ui=False,
-        database_url=os.environ.get("DATABASE_URL") or None,
-        agent_env={"SCRIPTED_TOKEN_DELAY_S": "0.001"},
+        token_delay_s="0.001",
         service_env={
             "OTEL_TRACES_EXPORTER": "otlp",
             "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
             # Exported within 100 ms of ending, so the test waits for spans, not for batches.
             "OTEL_BSP_SCHEDULE_DELAY": "100",
         },
-    )
-    local = LocalStack(config)
-    async with local.running():
+    ) as local:
         yield local
 
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import nats
@@ -22,10 +20,11 @@ from nats.js.api import PeerInfo
 
 from agentstream.devstack.nats_cluster import NatsNode, stream_leader
 from agentstream.devstack.sse_client import SseMessage
-from agentstream.devstack.stack import LocalStack, StackConfig
+from agentstream.devstack.stack import LocalStack
 from agentstream.runtime.nats_contract import STREAM_NAME
 from tests.e2e.runs import assert_complete, start_run
 from tests.faults.streams import Client
+from tests.stacks import own_stack
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +40,15 @@ AGENT_EVENTS = {"token", "tool_start", "tool_end", "error"}
 @pytest.fixture(scope="module")
 async def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
     """Three NATS nodes, two gateway replicas, a worker and an agent whose runs last seconds."""
-    config = StackConfig(
-        state_dir=Path(tmp_path_factory.mktemp("nats-cluster")),
+    async with own_stack(
+        tmp_path_factory,
+        "nats-cluster",
         replicas=2,
         nats_nodes=NODES,
-        fixed_ports=False,
-        temporal_ui=False,
-        database_url=os.environ.get("DATABASE_URL") or None,
         # Slow enough that a leader election (seconds) happens while the runs stream.
-        agent_env={"SCRIPTED_TOKEN_DELAY_S": "0.03"},
+        token_delay_s="0.03",
         service_env={"SSE_IDLE_CHECK_S": "1", "SSE_TERMINAL_CHECK_S": "3"},
-    )
-    stack = LocalStack(config)
-    async with stack.running():
+    ) as stack:
         yield stack
 
 
