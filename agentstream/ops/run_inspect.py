@@ -13,7 +13,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client
@@ -32,6 +32,8 @@ from agentstream.runtime.run_history import HistoryReader, HistoryUnavailable
 from agentstream.runtime.temporal import describe_run, org_of_task_queue
 from agentstream.runtime.temporal_codec import data_converter
 from schemas import AgentResult
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -196,17 +198,24 @@ def _answer(result: AgentResult, out: TextIO) -> None:
     out.write(f", files {len(result.files)}\n")
 
 
+def _section(name: str, seen: T | None, absent: str, found: Inspection, out: TextIO) -> T | None:
+    """Write a section's heading, then the problem that kept it from being read or else
+    ``absent`` when nothing was ``seen``; what was seen, when its lines are to follow."""
+    out.write(f"{name}\n")
+    if name in found.problems:
+        out.write(f"  ! {found.problems[name]}\n")
+        return None
+    if seen is None:
+        out.write(f"  ({absent})\n")
+    return seen
+
+
 def print_inspection(found: Inspection, out: TextIO = sys.stdout) -> None:
     """The inspection as a few labelled sections."""
     now = datetime.now(UTC)
     out.write(f"run {found.run}\n")
-    workflow = found.workflow
-    out.write("temporal\n")
-    if "temporal" in found.problems:
-        out.write(f"  ! {found.problems['temporal']}\n")
-    elif workflow is None:
-        out.write("  (no workflow)\n")
-    else:
+    workflow = _section("temporal", found.workflow, "no workflow", found, out)
+    if workflow is not None:
         out.write(f"  status         {workflow.status}\n")
         out.write(f"  org            {workflow.org} (task queue {workflow.task_queue})\n")
         out.write(f"  started        {_when(workflow.started, now)}\n")
@@ -221,13 +230,8 @@ def print_inspection(found: Inspection, out: TextIO = sys.stdout) -> None:
                 out.write(f"    progress     {json.dumps(activity.details, default=str)}\n")
             if activity.last_failure:
                 out.write(f"    last failure {activity.last_failure}\n")
-    out.write("jetstream\n")
-    stream = found.stream
-    if "jetstream" in found.problems:
-        out.write(f"  ! {found.problems['jetstream']}\n")
-    elif stream is None:
-        out.write("  (no stored events)\n")
-    else:
+    stream = _section("jetstream", found.stream, "no stored events", found, out)
+    if stream is not None:
         out.write(f"  events         {stream.events} stored (org {stream.org})\n")
         out.write(
             f"  last           sequence {stream.last_seq}: {stream.last_type} "
