@@ -10,11 +10,8 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import AsyncIterator
 
 import httpx
-import nats
-import pytest
 from nats.aio.client import Client as NATS
 
 from agentstream.devstack.processes import free_port
@@ -96,16 +93,6 @@ async def _heartbeating(run: str, settings: OpsSettings) -> Inspection:
                 return found
             # Heartbeats come every couple of seconds, and Temporal has no event to wait on.
             await asyncio.sleep(0.5)
-
-
-@pytest.fixture
-async def nc(stack: LocalStack) -> AsyncIterator[NATS]:
-    """A NATS connection to the stack's server."""
-    conn = await nats.connect(stack.nats_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def test_tail_of_a_finished_run_prints_what_an_sse_client_receives(

@@ -9,11 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
-import nats
-import pytest
 from nats.aio.client import Client as NATS
 from temporalio.client import Client as TemporalClient
 from ulid import ULID
@@ -32,16 +29,6 @@ from tests.e2e.runs import assert_complete, read_whole_run, start_run
 # The development server's payload limit is 2 MB: a start carrying more is refused for good.
 _PAST_TEMPORALS_LIMIT = 3_000_000
 _HOUR_NS = 3_600 * 10**9
-
-
-@pytest.fixture
-async def nc(stack: LocalStack) -> AsyncIterator[NATS]:
-    """A NATS connection to the stack's server."""
-    conn = await nats.connect(stack.nats_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def _temporal(stack: LocalStack) -> TemporalClient:
