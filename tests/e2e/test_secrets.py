@@ -7,7 +7,6 @@ read-only DSN, never the callback secret or the admin DSN.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from agentstream.devstack.demo_dataset import reader_dsn
 from agentstream.devstack.processes import free_port
 from agentstream.devstack.stack import LocalStack
 from agentstream.runtime.settings import DEV_CALLBACK_SECRET
+from tests.commands import run_to_end
 
 
 def _environ_of(pid: int) -> dict[str, str]:
@@ -76,21 +76,10 @@ async def _start_alone(service: str, env: dict[str, str]) -> tuple[int, str]:
     argv = [sys.executable, "-m", "agentstream", service]
     if service != "worker":
         argv += ["--port", str(free_port())]
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        env=clean,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
     try:
-        async with asyncio.timeout(60):
-            output, _ = await process.communicate()
+        return await run_to_end(*argv, timeout_s=60, env=clean)
     except TimeoutError:
-        process.kill()
-        await process.wait()
         pytest.fail(f"agentstream {service} did not refuse to start: it ran for 60 s")
-    return await process.wait(), output.decode()
 
 
 REFUSALS = {

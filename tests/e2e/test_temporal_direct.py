@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from agentstream.devstack.stack import LocalStack, binary_path
+from tests.commands import run_to_end
 from tests.e2e.runs import RUN_TIMEOUT_S, assert_complete, read_whole_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,25 +33,6 @@ EXPECTED_PASS_LINES = (
 )
 
 
-async def _run_to_end(argv: list[str], timeout_s: float) -> tuple[int, str]:
-    """Run a command, return its exit code and output (stdout and stderr); kill it on timeout."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=REPO,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
-
-
 async def test_example_script_passes_twice_in_a_row(
     stack: LocalStack, http: httpx.AsyncClient
 ) -> None:
@@ -65,7 +47,7 @@ async def test_example_script_passes_twice_in_a_row(
     ]
     runs: list[str] = []
     for attempt in (1, 2):
-        code, out = await _run_to_end(argv, EXAMPLE_TIMEOUT_S)
+        code, out = await run_to_end(*argv, timeout_s=EXAMPLE_TIMEOUT_S, cwd=REPO)
         assert code == 0, f"run {attempt} exited {code}:\n{out}"
         for line in EXPECTED_PASS_LINES:
             assert line in out, f"run {attempt} lacks {line!r}:\n{out}"
@@ -178,7 +160,7 @@ async def test_cli_input_without_callback_url_uses_the_workers_gateway(
     run = f"run_cli_{uuid.uuid4().hex}"
     argv = _cli_execute_argv(stack, run, stack.gateway_urls[0])
     argv[-1] = json.dumps({"prompt": SAMPLE_PROMPT})
-    code, out = await _run_to_end(argv, RUN_TIMEOUT_S)
+    code, out = await run_to_end(*argv, timeout_s=RUN_TIMEOUT_S, cwd=REPO)
     assert code == 0, out
     messages = await read_whole_run(http, stack.gateway_urls[1], run)
     assert_complete(messages)
