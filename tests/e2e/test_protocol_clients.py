@@ -12,10 +12,6 @@ against the packages too. Every Node test must run and pass: none skipped.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import re
-import uuid
 from pathlib import Path
 
 from agentstream.devstack.stack import LocalStack
@@ -23,6 +19,7 @@ from gateway.protocols import Translator, sse_data
 from gateway.protocols.ag_ui import AgUiStream
 from gateway.protocols.ai_sdk import DONE, UiMessageStream
 from schemas import AgentResult, Done, Event, Reset, Stage, Status, Token, ToolEnd, ToolStart
+from tests.e2e.node_runner import assert_all_passed, node_tests, run
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENTS = REPO / "tests" / "js" / "protocols"
@@ -44,7 +41,6 @@ NODE_TESTS = {
         "a reset (retried attempt) drops the void messages",
     ),
 }
-_RUN_TIMEOUT_S = 600
 RUN = "run_fixture_reset"
 ROWS = '{"columns":["provinsi","n"],"rows":[["Aceh",3]],"row_count":1,"truncated":false}'
 
@@ -86,53 +82,12 @@ def write_fixtures(directory: Path) -> None:
     (directory / "ag_ui_reset.sse").write_bytes(_translated(ag_ui, events))
 
 
-async def _run(*command: str, cwd: Path, env: dict[str, str] | None = None) -> str:
-    """Run ``command``; its combined output, after asserting it exited 0."""
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        cwd=cwd,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(_RUN_TIMEOUT_S):
-            output, _ = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    text = output.decode(errors="replace")
-    assert process.returncode == 0, f"{' '.join(command)} exited {process.returncode}:\n{text}"
-    return text
-
-
-def _count(tap: str, what: str) -> int:
-    found = re.search(rf"^# {what} (\d+)$", tap, re.MULTILINE)
-    assert found, f"no '# {what}' line in:\n{tap}"
-    return int(found.group(1))
-
-
 async def test_the_ai_sdk_and_ag_ui_clients_read_the_gateways_streams(
     stack: LocalStack, tmp_path: Path
 ) -> None:
-    await _run("make", "--no-print-directory", STAMP, cwd=REPO)
+    await run("make", "--no-print-directory", STAMP, cwd=REPO)
     write_fixtures(tmp_path)
-    slow_org = f"protoslow{uuid.uuid4().hex[:8]}"
-    async with stack.dedicated_agent(slow_org, env={"SCRIPTED_TOKEN_DELAY_S": "0.03"}):
-        env = {
-            **os.environ,
-            "AGENTSTREAM_GATEWAYS": ",".join(stack.gateway_urls),
-            "AGENTSTREAM_SLOW_ORG": slow_org,
-            "AGENTSTREAM_PROTOCOL_FIXTURES": str(tmp_path),
-        }
-        tap = await _run("node", "--test", "--test-reporter=tap", *NODE_TESTS, cwd=CLIENTS, env=env)
-
-    expected = sum(len(names) for names in NODE_TESTS.values())
-    assert _count(tap, "tests") == expected, tap
-    assert _count(tap, "pass") == expected, tap
-    assert _count(tap, "fail") == 0, tap
-    assert _count(tap, "skipped") == 0, tap
-    for names in NODE_TESTS.values():
-        for name in names:
-            assert re.search(rf"^ok \d+ - {re.escape(name)}", tap, re.MULTILINE), (name, tap)
+    env = {"AGENTSTREAM_PROTOCOL_FIXTURES": str(tmp_path)}
+    tap = await node_tests(stack, *NODE_TESTS, cwd=CLIENTS, env=env)
+    names = [name for suite in NODE_TESTS.values() for name in suite]
+    assert_all_passed(tap, len(names), names)
