@@ -61,6 +61,12 @@ class IndexedRun(NamedTuple):
     prompt: str
 
 
+# A record names its run's question for listings and the conversation stream's announcement;
+# the whole question is in the run's own request and stored turn. Cut so that a record always
+# fits a NATS message whatever MAX_MESSAGE_CHARS allows (4 bytes a character at most).
+INDEXED_PROMPT_CHARS = 8_000
+_CUT = "…"
+
 _ENCODE = msgspec.json.Encoder()
 _DECODE = msgspec.json.Decoder(ConversationRecord)
 
@@ -69,12 +75,15 @@ async def record_run(
     nc: NATS, org: str, conversation: str, run: str, prompt: str, *, expected_last: int
 ) -> Stored:
     """Store ``run`` as the conversation's next run, if its newest record is still at sequence
-    ``expected_last`` (0: the conversation has none).
+    ``expected_last`` (0: the conversation has none). A prompt longer than
+    :data:`INDEXED_PROMPT_CHARS` is recorded cut, ending in "…".
 
     Raises ``nats_contract.LastSequenceMoved`` if another run got in first, ``AppendBusy`` or
     ``AppendError`` if the stream did not store it. A retried record of the same run is stored
     once: found as the newest, it is answered as a duplicate.
     """
+    if len(prompt) > INDEXED_PROMPT_CHARS:
+        prompt = prompt[: INDEXED_PROMPT_CHARS - len(_CUT)] + _CUT
     data = _ENCODE.encode(ConversationRecord(run=run, ts=time.time_ns(), prompt=prompt))
     try:
         return await publish_conversation_record(

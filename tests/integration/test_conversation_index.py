@@ -16,6 +16,7 @@ from nats.aio.msg import Msg
 
 from agentstream.runtime import conversation_index
 from agentstream.runtime.conversation_index import (
+    INDEXED_PROMPT_CHARS,
     indexed_run,
     latest,
     latest_run,
@@ -122,6 +123,18 @@ async def test_a_retried_record_is_stored_once(connections: tuple[NATS, NATS]) -
     again = await record_run(gateway, "acme", conv, "run_x", "x", expected_last=0)
     assert again.duplicate and again.seq == first.seq
     assert [r.run for r in await runs_of(gateway, "acme", conv, limit=10)] == ["run_x"]
+
+
+async def test_a_long_prompt_is_recorded_cut_to_fit_a_message(
+    connections: tuple[NATS, NATS],
+) -> None:
+    gateway, _ = connections
+    conv = _conversation()
+    # Past NATS's 1 MB message: a gateway may allow messages that long (MAX_MESSAGE_CHARS).
+    await record_run(gateway, "acme", conv, "run_long", "é" * 1_500_000, expected_last=0)
+    (indexed,) = await runs_of(gateway, "acme", conv, limit=10)
+    assert len(indexed.prompt) == INDEXED_PROMPT_CHARS
+    assert indexed.prompt == "é" * (INDEXED_PROMPT_CHARS - 1) + "…"
 
 
 async def test_orgs_have_separate_indexes(connections: tuple[NATS, NATS]) -> None:
