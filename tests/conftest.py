@@ -15,22 +15,18 @@ import pytest
 
 from agentstream.devstack.postgres import local_database
 from agentstream.devstack.stack import LocalStack
-from tests.stacks import own_stack
+from tests.stacks import stack_fixture
 
-
-@pytest.fixture(scope="session")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
-    """NATS, Temporal, two gateway replicas, an agent and a worker, started once per session."""
-    async with own_stack(
-        tmp_path_factory,
-        "stack",
-        replicas=2,
-        # Fast enough for a quick suite, slow enough that a run spans several chunks.
-        token_delay_s="0.005",
-        # Keepalives every second, so a test can see several without waiting 15 s for each.
-        service_env={"SSE_PING_S": "1"},
-    ) as local:
-        yield local
+# NATS, Temporal, two gateway replicas, an agent and a worker, started once per session.
+stack = stack_fixture(
+    "stack",
+    scope="session",
+    replicas=2,
+    # Fast enough for a quick suite, slow enough that a run spans several chunks.
+    token_delay_s="0.005",
+    # Keepalives every second, so a test can see several without waiting 15 s for each.
+    service_env={"SSE_PING_S": "1"},
+)
 
 
 @pytest.fixture(scope="session")

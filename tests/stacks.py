@@ -6,7 +6,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -42,3 +42,17 @@ async def own_stack(
     )
     async with local.running():
         yield local
+
+
+def stack_fixture(
+    name: str, *, scope: Literal["session", "module"] = "module", **settings: Any
+) -> Any:
+    """A fixture of a stack of its own (``own_stack(name, **settings)``), started once per
+    ``scope``: assigned to a module's name, that name is the fixture's."""
+
+    @pytest.fixture(scope=scope)
+    async def fixture(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
+        async with own_stack(tmp_path_factory, name, **settings) as local:
+            yield local
+
+    return fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 
 from agentstream.devstack.stack import LocalStack
 from tests.e2e.runs import assert_complete, read_whole_run, start_run
-from tests.stacks import own_stack
+from tests.stacks import stack_fixture
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "agentstream.json"
 _MAX_MESSAGE_CHARS = 2_000
@@ -26,21 +25,17 @@ _MAX_MESSAGE_CHARS = 2_000
 _METRIC_NAME = re.compile(r"\b(?:agentstream|process)_[a-z0-9_]+\b")
 
 
-@pytest.fixture(scope="module")
-async def json_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
-    """One gateway, an agent and a worker, all logging JSON lines at INFO."""
-    async with own_stack(
-        tmp_path_factory,
-        "json-logs",
-        replicas=1,
-        token_delay_s="0.005",
-        service_env={
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": "INFO",
-            "MAX_MESSAGE_CHARS": str(_MAX_MESSAGE_CHARS),
-        },
-    ) as local:
-        yield local
+# One gateway, an agent and a worker, all logging JSON lines at INFO.
+json_stack = stack_fixture(
+    "json-logs",
+    replicas=1,
+    token_delay_s="0.005",
+    service_env={
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        "MAX_MESSAGE_CHARS": str(_MAX_MESSAGE_CHARS),
+    },
+)
 
 
 @pytest.fixture(scope="module")

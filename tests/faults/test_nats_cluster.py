@@ -11,11 +11,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import nats
-import pytest
 from nats.js.api import PeerInfo
 
 from agentstream.devstack.nats_cluster import NatsNode, stream_leader
@@ -24,7 +22,7 @@ from agentstream.devstack.stack import LocalStack
 from agentstream.runtime.nats_contract import STREAM_NAME
 from tests.e2e.runs import assert_complete, start_run
 from tests.faults.streams import Client
-from tests.stacks import own_stack
+from tests.stacks import stack_fixture
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +35,15 @@ CATCH_UP_BOUND_S = 30.0
 AGENT_EVENTS = {"token", "tool_start", "tool_end", "error"}
 
 
-@pytest.fixture(scope="module")
-async def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
-    """Three NATS nodes, two gateway replicas, a worker and an agent whose runs last seconds."""
-    async with own_stack(
-        tmp_path_factory,
-        "nats-cluster",
-        replicas=2,
-        nats_nodes=NODES,
-        # Slow enough that a leader election (seconds) happens while the runs stream.
-        token_delay_s="0.03",
-        service_env={"SSE_IDLE_CHECK_S": "1", "SSE_TERMINAL_CHECK_S": "3"},
-    ) as stack:
-        yield stack
+# Three NATS nodes, two gateway replicas, a worker and an agent whose runs last seconds.
+cluster_stack = stack_fixture(
+    "nats-cluster",
+    replicas=2,
+    nats_nodes=NODES,
+    # Slow enough that a leader election (seconds) happens while the runs stream.
+    token_delay_s="0.03",
+    service_env={"SSE_IDLE_CHECK_S": "1", "SSE_TERMINAL_CHECK_S": "3"},
+)
 
 
 async def new_leader(nodes: list[NatsNode], old: str, timeout_s: float) -> str:
