@@ -18,7 +18,7 @@ from agentstream.runtime.http import BadRequest, PayloadTooLarge, ServiceError, 
 from agentstream.runtime.metrics import LIMIT_HITS, LIMIT_HITS_HELP
 from agentstream.runtime.nats_contract import AppendBusy
 from agentstream.runtime.run_history import HistoryUnavailable
-from schemas import ErrorBody, encode
+from schemas import ID_PATTERN, ErrorBody, encode, is_valid_id
 
 # A dependency that is down or restarting: a 503 the caller may retry, not a 500.
 OUTAGES: tuple[type[Exception], ...] = (
@@ -57,6 +57,14 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def path_id(scope: Scope, name: str) -> str:
+    """The ID the request's path names as ``name``; 400 for anything but an ID."""
+    value: str = scope["path_params"][name]
+    if not is_valid_id(value):
+        raise BadRequest(f"path.{name}: String should match pattern '{ID_PATTERN}'")
+    return value
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

@@ -10,16 +10,8 @@
 
 from __future__ import annotations
 
-from starlette.types import Receive, Scope, Send
-
 from gateway.protocols.ag_ui import AgUiStream, RunAgentInput, prompt_of
-from gateway.routes.translated_stream import (
-    PostedRun,
-    Translated,
-    post_route,
-    run_route,
-    serve_posted_run,
-)
+from gateway.routes.translated_stream import PostedRun, Translated, post_route, run_route
 
 RUN_PATH = "/api/ag-ui"
 
@@ -44,28 +36,17 @@ def _posted_framing(request: RunAgentInput, run: str) -> Translated:
     return Translated(run, translator)
 
 
-async def _run_agent(scope: Scope, receive: Receive, send: Send) -> None:
-    await serve_posted_run(
-        scope,
-        receive,
-        send,
-        route=RUN_PATH,
-        body_type=RunAgentInput,
-        read=_posted,
-        framing=_posted_framing,
-    )
-
-
 ROUTES = [
     post_route(
         RUN_PATH,
-        _run_agent,
+        RunAgentInput,
+        _posted,
+        _posted_framing,
         "AG-UI Run Agent",
         "Start a run for the input's last user message (threadId is the conversation, "
         "runId names the run like an Idempotency-Key) and stream it as AG-UI events.",
         "ag_ui_run_agent",
         "The run's AG-UI events",
-        RunAgentInput,
     ),
     run_route(
         "ag-ui",

@@ -24,7 +24,7 @@ from agentstream.runtime.tokens import TokenClaims, TokenError, verify_token
 from gateway.auth import parse_bearer
 from gateway.front_routes import RawRoute
 from gateway.latency_metrics import BRIDGE_PUBLISH, POST_TO_FIRST_AGENT_EVENT, histogram, posted_at
-from gateway.raw_asgi import header, read_body, send_error, send_json
+from gateway.raw_asgi import header, path_id, read_body, send_error, send_json
 from gateway.run_appender import AgentEvent
 from gateway.state import GatewayState
 from schemas import (
@@ -37,7 +37,6 @@ from schemas import (
     decode_event_batch,
     encode,
     event_type,
-    is_valid_id,
 )
 
 # Only the worker (which Temporal tells how the run ended) may end a run or restart an attempt.
@@ -131,9 +130,7 @@ async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
 async def _publish(scope: Scope, receive: Receive, send: Send) -> None:
     gw: GatewayState = scope["state"]["gateway"]
     try:
-        run = scope["path_params"]["run"]
-        if not is_valid_id(run):
-            raise BadRequest(f"run must match {ID_PATTERN}")
+        run = path_id(scope, "run")
         # Refused before the body is read: an unauthorised sender cannot make us buffer it.
         claims = authorize(gw, run, header(scope, b"authorization"))
         # This request's own task: what it logs from here on is about the run's attempt.

@@ -31,7 +31,8 @@ from gateway.conversation_stream import parse_position, stream_conversation
 from gateway.front_routes import RawRoute
 from gateway.raw_asgi import header, send_error
 from gateway.routes import stream
-from gateway.routes.stream import SSE_CLIENTS, SSE_CLIENTS_HELP, _TerminalCheck
+from gateway.routes.stream import _TerminalCheck
+from gateway.routes.stream_operation import stream_operation
 from gateway.sse_frames import opening
 from gateway.sse_response import SseStream
 from gateway.state import Caller, GatewayState, State
@@ -207,13 +208,11 @@ async def _serve_stream(scope: Scope, receive: Receive, send: Send) -> None:
         release()
         await send_error(send, scope, exc)
         return
-    log.info("SSE stream of conversation %s opened after %s", conversation, after)
-    gw.metrics.add(SSE_CLIENTS, SSE_CLIENTS_HELP, 1)
-    try:
+    name = f"conversation {conversation}"
+
+    def prepare() -> stream.Prepared:
         settings = gw.settings
-        sse = SseStream(
-            f"conversation {conversation}", shutdown_grace_s=settings.sse_shutdown_grace_s
-        )
+        sse = SseStream(name, shutdown_grace_s=settings.sse_shutdown_grace_s)
         batches = stream_conversation(
             gw,
             org,
@@ -224,18 +223,9 @@ async def _serve_stream(scope: Scope, receive: Receive, send: Send) -> None:
             on_cut=sse.too_slow,
             on_run_idle=lambda run: _TerminalCheck(gw, org, run),
         )
-        await sse.serve(
-            receive,
-            send,
-            opening(f"conversation {conversation}", settings.sse_retry_ms),
-            batches,
-            ping_s=settings.sse_ping_s,
-            send_timeout_s=settings.sse_send_timeout_s,
-        )
-    finally:
-        release()
-        gw.metrics.add(SSE_CLIENTS, SSE_CLIENTS_HELP, -1)
-        log.info("SSE stream of conversation %s closed", conversation)
+        return sse, opening(name, settings.sse_retry_ms), batches
+
+    await stream.serve_counted(receive, send, gw, release, name, after, prepare)
 
 
 async def _admit(scope: Scope, gw: GatewayState) -> tuple[str, str, str | None, Callable[[], None]]:
@@ -314,20 +304,15 @@ def _operation() -> dict[str, Any]:
         "404": "Not Found",
         "429": "Too Many Requests",
     }
-    return {
-        "summary": "Conversation Stream",
-        "description": "Every run of the conversation, in order, each run's events in turn; "
+    return stream_operation(
+        "Conversation Stream",
+        "Every run of the conversation, in order, each run's events in turn; "
         "resumable with ``Last-Event-ID``.",
-        "operationId": "conversation_stream_api_conversations__conversation__stream_get",
-        "parameters": parameters,
-        "responses": {
-            "200": {
-                "description": "Successful Response",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            },
-            **{status: {"description": text} for status, text in refusals.items()},
-        },
-    }
+        "conversation_stream_api_conversations__conversation__stream_get",
+        parameters,
+        "Successful Response",
+        {status: {"description": text} for status, text in refusals.items()},
+    )
 
 
 ROUTES = [

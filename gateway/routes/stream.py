@@ -27,6 +27,7 @@ from agentstream.runtime.log_context import set_run_context
 from gateway.auth import Principal, own_run
 from gateway.front_routes import RawRoute
 from gateway.raw_asgi import header, send_error
+from gateway.routes.stream_operation import stream_operation
 from gateway.run_stream import stream_run
 from gateway.sse_frames import Frame, message, opening
 from gateway.sse_response import SseStream
@@ -127,23 +128,48 @@ async def serve_opened(
     ``release`` frees the caller's stream slot at the end."""
     # This request's own task: what it logs from here on is about the run (of every attempt).
     set_run_context(run, opened.org)
-    log.info("SSE stream of %s opened after event %d", run, opened.after)
+    await serve_counted(
+        receive,
+        send,
+        gw,
+        release,
+        run,
+        f"event {opened.after}",
+        lambda: _prepare(gw, run, opened, framing),
+    )
+
+
+Prepared = tuple[SseStream, bytes, AsyncIterator[list[Frame]] | None]
+
+
+async def serve_counted(
+    receive: Receive,
+    send: Send,
+    gw: GatewayState,
+    release: Callable[[], None],
+    name: str,
+    after: object,
+    prepare: Callable[[], Prepared],
+) -> None:
+    """Serve the stream ``prepare`` makes (its response, opening and batches) until it ends,
+    counted among the open SSE streams and logged as ``name``'s, opened ``after`` a position;
+    ``release`` frees the caller's stream slot at the end."""
+    log.info("SSE stream of %s opened after %s", name, after)
     gw.metrics.add(SSE_CLIENTS, SSE_CLIENTS_HELP, 1)
     try:
-        settings = gw.settings
-        sse, first, batches = _prepare(gw, run, opened, framing)
+        sse, first, batches = prepare()
         await sse.serve(
             receive,
             send,
             first,
             batches,
-            ping_s=settings.sse_ping_s,
-            send_timeout_s=settings.sse_send_timeout_s,
+            ping_s=gw.settings.sse_ping_s,
+            send_timeout_s=gw.settings.sse_send_timeout_s,
         )
     finally:
         release()
         gw.metrics.add(SSE_CLIENTS, SSE_CLIENTS_HELP, -1)
-        log.info("SSE stream of %s closed", run)
+        log.info("SSE stream of %s closed", name)
 
 
 async def begin(
@@ -274,9 +300,7 @@ async def _find(gw: GatewayState, run: str) -> RunView | None:
         return await gw.directory.find(run)
 
 
-def _prepare(
-    gw: GatewayState, run: str, opened: Opened, framing: Framing | None
-) -> tuple[SseStream, bytes, AsyncIterator[list[Frame]] | None]:
+def _prepare(gw: GatewayState, run: str, opened: Opened, framing: Framing | None) -> Prepared:
     """The stream's response, its opening, and its batches of ready frames (keepalives in
     between are the response's)."""
     settings = gw.settings
@@ -384,11 +408,7 @@ def _operation(summary: str, description: str, operation_id: str, run: dict[str,
         },
     ]
     refusals = ("Bad Request", "Unauthorized", "Forbidden", "Not Found", "Too Many Requests")
-    responses: dict[str, Any] = {
-        "200": {
-            "description": "Successful Response",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
+    answers: dict[str, Any] = {
         **{
             str(status): {"description": text}
             for status, text in zip((400, 401, 403, 404, 429), refusals, strict=True)
@@ -400,13 +420,9 @@ def _operation(summary: str, description: str, operation_id: str, run: dict[str,
             },
         },
     }
-    return {
-        "summary": summary,
-        "description": description,
-        "operationId": operation_id,
-        "parameters": parameters,
-        "responses": responses,
-    }
+    return stream_operation(
+        summary, description, operation_id, parameters, "Successful Response", answers
+    )
 
 
 def _run_parameter(name: str, where: str, title: str) -> dict[str, Any]:

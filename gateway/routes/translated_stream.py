@@ -21,13 +21,13 @@ from starlette.types import Receive, Scope, Send
 
 from agentstream.runtime.asgi_close_unread import CloseUnreadBodyMiddleware
 from agentstream.runtime.http import BadRequest, decode_body
-from agentstream.runtime.openapi_bodies import json_body
 from gateway.auth import Principal, require_org
 from gateway.front_routes import RawRoute
 from gateway.protocols import Translator, sse_data
 from gateway.raw_asgi import header, read_body, send_error
 from gateway.routes import stream
 from gateway.routes.messages import Accepted, accept_message
+from gateway.routes.stream_operation import stream_operation
 from gateway.sse_frames import Frame, frame_data
 from gateway.state import GatewayState
 from schemas import (
@@ -225,20 +225,27 @@ async def serve_posted_run(
 
 def post_route(
     path: str,
-    handler: Callable[[Scope, Receive, Send], Any],
+    body_type: type[T],
+    read: Callable[[T], PostedRun],
+    framing: Callable[[T, str], Translated],
     summary: str,
     description: str,
     operation_id: str,
     streamed: str,
-    body: Any,
 ) -> RawRoute:
-    """The ``POST path`` route of a protocol: ``handler`` starts a run and streams it."""
+    """The ``POST path`` route of a protocol, served by ``serve_posted_run``."""
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        await serve_posted_run(
+            scope, receive, send, route=path, body_type=body_type, read=read, framing=framing
+        )
+
     return RawRoute(
         "POST",
         path,
         path,
         # Served ahead of the app's middleware: a body refused unread is drained here, as there.
-        CloseUnreadBodyMiddleware(handler),
+        CloseUnreadBodyMiddleware(serve),
         operation(
             summary,
             description,
@@ -254,7 +261,7 @@ def post_route(
                 429: "Too many requests",
                 503: "Unavailable, retry",
             },
-            body=body,
+            body=body_type,
         ),
     )
 
@@ -340,18 +347,10 @@ def operation(
     *,
     body: Any = None,
 ) -> dict[str, Any]:
-    """The OpenAPI operation of a protocol route: a 200 is an event stream."""
-    responses: dict[str, Any] = {
-        str(status): {"description": text} for status, text in answers.items()
+    """The OpenAPI operation of a protocol route: its 200 is an event stream."""
+    refusals = {
+        str(status): {"description": text} for status, text in answers.items() if status != 200
     }
-    if 200 in answers:
-        stream_content = {"text/event-stream": {"schema": {"type": "string"}}}
-        responses["200"]["content"] = stream_content
-    return {
-        "summary": summary,
-        "description": description,
-        "operationId": operation_id,
-        "parameters": parameters,
-        **(json_body(body) if body is not None else {}),
-        "responses": responses,
-    }
+    return stream_operation(
+        summary, description, operation_id, parameters, answers[200], refusals, body=body
+    )

@@ -20,10 +20,10 @@ from __future__ import annotations
 from starlette.types import Receive, Scope, Send
 
 from agentstream.runtime import conversation_index
-from agentstream.runtime.http import BadRequest, NotFound
+from agentstream.runtime.http import NotFound
 from gateway.front_routes import RawRoute
 from gateway.protocols.ai_sdk import DONE, HEADERS, UiChatRequest, UiMessageStream, prompt_of
-from gateway.raw_asgi import send_error
+from gateway.raw_asgi import path_id, send_error
 from gateway.routes import conversations
 from gateway.routes.translated_stream import (
     ORG_PARAMETER,
@@ -39,11 +39,10 @@ from gateway.routes.translated_stream import (
     query_value,
     run_route,
     serve_from_start,
-    serve_posted_run,
 )
 from gateway.state import GatewayState
 from gateway.stream_tokens import verify_conversation_token
-from schemas import ID_PATTERN, TERMINAL_EVENT_TYPES, is_valid_id
+from schemas import TERMINAL_EVENT_TYPES
 
 CHAT_PATH = "/api/ai-sdk/chat"
 
@@ -58,24 +57,10 @@ def _posted(request: UiChatRequest) -> PostedRun:
     return PostedRun(prompt_of(request.messages), request.id, request.org, request.connection_id)
 
 
-async def _chat(scope: Scope, receive: Receive, send: Send) -> None:
-    await serve_posted_run(
-        scope,
-        receive,
-        send,
-        route=CHAT_PATH,
-        body_type=UiChatRequest,
-        read=_posted,
-        framing=lambda _request, run: framing(run),
-    )
-
-
 async def _reconnect(scope: Scope, receive: Receive, send: Send) -> None:
     gw: GatewayState = scope["state"]["gateway"]
     try:
-        chat = scope["path_params"]["chat"]
-        if not is_valid_id(chat):
-            raise BadRequest(f"path.chat: String should match pattern '{ID_PATTERN}'")
+        chat = path_id(scope, "chat")
         org, key = await _chat_reader(scope, gw, chat)
         run = None if org is None else await conversation_index.latest_run(gw.nc, org, chat)
         if org is None or run is None or await _ended(gw, org, run):
@@ -115,13 +100,14 @@ async def _ended(gw: GatewayState, org: str, run: str) -> bool:
 ROUTES = [
     post_route(
         CHAT_PATH,
-        _chat,
+        UiChatRequest,
+        _posted,
+        lambda _request, run: framing(run),
         "AI SDK Chat",
         "Start a run for the chat's last user message (the chat ID is the conversation) "
         "and stream it as an AI SDK UI message stream (x-vercel-ai-ui-message-stream: v1).",
         "ai_sdk_chat",
         "The run's UI message stream",
-        UiChatRequest,
     ),
     RawRoute(
         "GET",
