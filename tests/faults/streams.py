@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 
 from agentstream.devstack.sse_client import SseMessage, read_stream
+from agentstream.devstack.stack import LocalStack
+from tests.e2e.runs import start_run
 
 TIMEOUT_S = 120.0
 
@@ -83,3 +85,25 @@ class Client:
         async with asyncio.timeout(TIMEOUT_S), self._seen:
             await self._seen.wait_for(lambda: any(predicate(m) for m in self.messages))
             return next(m for m in self.messages if predicate(m))
+
+
+async def read_while_a_gateway_fails(
+    http: httpx.AsyncClient,
+    stack: LocalStack,
+    prompt: str,
+    readers: list[str],
+    gateway: str,
+    fail: Callable[[], Awaitable[object]],
+) -> Client:
+    """A run of ``prompt`` started on the stack's first replica and followed on ``readers``
+    while, once a token has come, ``fail`` stops the stack's ``gateway`` process (restarted
+    afterwards, whatever happened): the client, holding what it read."""
+    client = Client(http, readers, await start_run(http, stack.gateway_urls[0], prompt))
+    try:
+        async with client.following() as following:
+            await client.wait_for(lambda m: m.event == "token")
+            await fail()
+            await following
+    finally:
+        await stack.restart(gateway)
+    return client

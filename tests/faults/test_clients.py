@@ -18,7 +18,7 @@ from agentstream.runtime.tokens import TokenClaims, mint_token
 from schemas import AgentResult, Done
 from tests.e2e.runs import assert_complete, start_run
 from tests.faults.conftest import CLIENT_QUEUE
-from tests.faults.streams import Client, keys
+from tests.faults.streams import Client, keys, read_while_a_gateway_fails
 
 
 async def test_cancel_mid_run_ends_the_stream_stops_the_agent_and_removes_the_sandbox(
@@ -157,19 +157,17 @@ async def test_slow_client_is_cut_off_without_stalling_ten_others_and_resumes_ex
 async def test_sigterm_ends_streams_so_clients_resume_elsewhere_and_the_gateway_exits(
     fault_stack: LocalStack, http: httpx.AsyncClient
 ) -> None:
-    a, b, c = fault_stack.gateway_urls
-    run = await start_run(http, a, "graceful gateway shutdown")
-    client = Client(http, [c, b], run)
-    try:
-        async with client.following() as following:
-            await client.wait_for(lambda m: m.event == "token")
-            stopped_at = time.monotonic()
-            code = await fault_stack.processes["gateway-2"].stop(timeout_s=20)
-            assert code == 0, "clean exit"
-            assert time.monotonic() - stopped_at < 15, "exited within its grace period"
-            messages = await following
-    finally:
-        await fault_stack.restart("gateway-2")
+    _a, b, c = fault_stack.gateway_urls
+
+    async def stop() -> None:
+        stopped_at = time.monotonic()
+        code = await fault_stack.processes["gateway-2"].stop(timeout_s=20)
+        assert code == 0, "clean exit"
+        assert time.monotonic() - stopped_at < 15, "exited within its grace period"
+
+    client = await read_while_a_gateway_fails(
+        http, fault_stack, "graceful gateway shutdown", [c, b], "gateway-2", stop
+    )
 
     assert client.connections >= 2
-    assert_complete(messages)
+    assert_complete(client.messages)

@@ -10,7 +10,7 @@ import httpx
 from agentstream.devstack.sse_client import SseMessage
 from agentstream.devstack.stack import LocalStack
 from tests.e2e.runs import assert_complete, start_run
-from tests.faults.streams import Client, keys
+from tests.faults.streams import Client, keys, read_while_a_gateway_fails
 
 
 async def test_resume_on_another_replica_after_a_partial_read(
@@ -32,15 +32,11 @@ async def test_client_resumes_on_b_when_replica_a_is_killed_mid_run(
 ) -> None:
     # Replica A is also the agent's first callback bridge: its chunks fail over to B and C.
     a, b, _c = fault_stack.gateway_urls
-    run = await start_run(http, a, "survive a replica crash")
-    client = Client(http, [a, b], run)
-    try:
-        async with client.following() as following:
-            await client.wait_for(lambda m: m.event == "token")
-            await fault_stack.processes["gateway-0"].kill()
-            messages = await following
-    finally:
-        await fault_stack.restart("gateway-0")
+    crash = fault_stack.processes["gateway-0"].kill
+    client = await read_while_a_gateway_fails(
+        http, fault_stack, "survive a replica crash", [a, b], "gateway-0", crash
+    )
+    messages = client.messages
 
     assert client.connections >= 2, "the client had to reconnect"
     assert not any(m.event == "reset" for m in messages), "the producer failed over, no retry"
