@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from agentstream.runtime.sandbox import LocalSandboxProvider, SandboxError
 from agentstream.runtime.sandbox.confinement import pids_of
 from agentstream.runtime.sandbox.local import LocalSandbox
 from schemas import SandboxInfo
+from tests.temp_dirs import fresh_dir
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -26,11 +25,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="per-run uids need roo
 @pytest.fixture
 def sandbox_root() -> Iterator[Path]:
     # Under the system temp dir, which every uid can traverse (pytest's own tmp is 0700).
-    root = Path(tempfile.mkdtemp(prefix="agentstream-escape-"))
-    try:
+    with fresh_dir("agentstream-escape-") as root:
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -196,13 +192,10 @@ async def test_a_sandbox_without_a_uid_of_its_own_is_refused(sandbox_root: Path)
 async def test_a_root_the_run_uid_cannot_reach_is_refused_not_run_as_root() -> None:
     # Outside the temp dirs (each command gets its own, so a root under them is remounted for
     # it), which rules out the project when it is checked out under /tmp as in CI: root's home.
-    base = Path(tempfile.mkdtemp(prefix="agentstream-escape-", dir=Path.home()))
-    try:
+    with fresh_dir("agentstream-escape-", Path.home()) as base:
         private = base / "private"
         private.mkdir(mode=0o700)
         provider = LocalSandboxProvider(private / "root")
         box = await provider.connect(await provider.create("run_unreachable"))
         with pytest.raises(SandboxError, match="traversable"):
             await box.run_command("id -u", timeout_s=10)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)

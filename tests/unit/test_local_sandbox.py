@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +15,7 @@ from agentstream.runtime.sandbox.base import SandboxError
 from agentstream.runtime.sandbox.confinement import Isolation, Limits, probe_isolation
 from agentstream.runtime.sandbox.local import TEMP_DIR, LocalSandbox, LocalSandboxProvider
 from schemas import InvalidIdError, SandboxInfo
+from tests.temp_dirs import fresh_dir
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -183,13 +182,18 @@ async def test_list_outside_the_workspace_is_refused(sandbox: LocalSandbox) -> N
             await sandbox.list_files(path)
 
 
+def _linked_from_the_workspace(sandbox: LocalSandbox, outside: Path, text: str) -> None:
+    """Write ``text`` to ``outside`` (a file outside the workspace) and link to it from the
+    workspace: ``link.txt`` to the file, ``linkdir`` to its folder."""
+    outside.write_text(text)
+    os.symlink(outside, sandbox._workspace / "link.txt")
+    os.symlink(outside.parent, sandbox._workspace / "linkdir")
+
+
 async def test_read_through_symlink_pointing_outside_is_refused(
     sandbox: LocalSandbox, tmp_path: Path
 ) -> None:
-    outside = tmp_path / "secret.txt"
-    outside.write_text("TOP SECRET")
-    os.symlink(outside, sandbox._workspace / "link.txt")
-    os.symlink(tmp_path, sandbox._workspace / "linkdir")
+    _linked_from_the_workspace(sandbox, tmp_path / "secret.txt", "TOP SECRET")
 
     for path in ["link.txt", "linkdir/secret.txt"]:
         with pytest.raises(SandboxError) as info:
@@ -203,10 +207,8 @@ async def test_write_through_symlink_pointing_outside_is_refused(
     sandbox: LocalSandbox, tmp_path: Path
 ) -> None:
     outside = tmp_path / "victim.txt"
-    outside.write_text("original")
-    os.symlink(outside, sandbox._workspace / "link.txt")
+    _linked_from_the_workspace(sandbox, outside, "original")
     os.symlink(tmp_path / "not-yet", sandbox._workspace / "dangling.txt")
-    os.symlink(tmp_path, sandbox._workspace / "linkdir")
 
     for path in ["link.txt", "dangling.txt", "linkdir/new.txt"]:
         with pytest.raises(SandboxError):
@@ -441,11 +443,8 @@ async def test_commands_are_refused_where_no_mount_view_can_be_made(
 @pytest.fixture
 def traversable_root() -> Iterator[Path]:
     """A sandbox root a run's uid can reach without a mount view (pytest's tmp is 0700)."""
-    root = Path(tempfile.mkdtemp(prefix="agentstream-unconfined-"))
-    try:
+    with fresh_dir("agentstream-unconfined-") as root:
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def test_unconfined_commands_run_only_when_allowed(
