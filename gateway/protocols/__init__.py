@@ -42,3 +42,15 @@ def json_or_text(text: str) -> Any:
         return msgspec.json.decode(text)
     except (msgspec.DecodeError, RecursionError):
         return text
+
+
+def text_of(parts: Iterable[Any]) -> str:
+    """The text of a message's text parts (``{"type": "text", "text": ...}``) in order; any
+    other part is passed over."""
+    return "".join(
+        part["text"]
+        for part in parts
+        if isinstance(part, dict)
+        and part.get("type") == "text"
+        and isinstance(part.get("text"), str)
+    )

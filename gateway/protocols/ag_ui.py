@@ -29,7 +29,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from gateway.protocols import Part
+from gateway.protocols import Part, text_of
 from schemas import (
     ID_PATTERN,
     BaseEvent,
@@ -244,13 +244,7 @@ def prompt_of(messages: list[dict[str, Any]]) -> str:
         if isinstance(content, str):
             text = content
         elif isinstance(content, list):
-            text = "".join(
-                part["text"]
-                for part in content
-                if isinstance(part, dict)
-                and part.get("type") == "text"
-                and isinstance(part.get("text"), str)
-            )
+            text = text_of(content)
         else:
             text = ""
         if text:

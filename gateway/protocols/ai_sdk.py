@@ -31,7 +31,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from gateway.protocols import Part, json_or_text
+from gateway.protocols import Part, json_or_text, text_of
 from schemas import (
     ID_PATTERN,
     Cancelled,
@@ -220,11 +220,7 @@ def prompt_of(messages: list[UiMessage]) -> str:
     """
     for message in reversed(messages):
         if message.role == "user":
-            text = "".join(
-                part["text"]
-                for part in message.parts
-                if part.get("type") == "text" and isinstance(part.get("text"), str)
-            )
+            text = text_of(message.parts)
             if text:
                 return text
             break
