@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from starlette.types import Message, Receive, Send
 
 from agentstream.runtime.serve import call_on_stop_signal
+from gateway.loop_local import loop_local
 from gateway.run_stream import ClientTooSlow
 from gateway.sse_frames import PING, Frame
 
@@ -69,16 +70,13 @@ class _OpenStreams:
             stream.end_after_grace()
 
 
-_open: dict[asyncio.AbstractEventLoop, _OpenStreams] = {}
-
-
-def _open_streams() -> _OpenStreams:
-    loop = asyncio.get_running_loop()
-    streams = _open.get(loop)
-    if streams is None:
-        streams = _open[loop] = _OpenStreams()
-        call_on_stop_signal(streams.stop)
+def _watched_streams() -> _OpenStreams:
+    streams = _OpenStreams()
+    call_on_stop_signal(streams.stop)
     return streams
+
+
+_open_streams = loop_local(_watched_streams)
 
 
 class SseStream:

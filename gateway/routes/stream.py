@@ -26,6 +26,7 @@ from agentstream.runtime.http import BadRequest, NotFound, Unauthorized
 from agentstream.runtime.log_context import set_run_context
 from gateway.auth import Principal, own_run
 from gateway.front_routes import RawRoute
+from gateway.loop_local import loop_local
 from gateway.raw_asgi import header, send_error
 from gateway.routes.stream_operation import stream_operation
 from gateway.run_stream import stream_run
@@ -62,15 +63,7 @@ class _Turns:
         self.reads = asyncio.Semaphore(_READS_AT_ONCE)
 
 
-_turns_of: dict[asyncio.AbstractEventLoop, _Turns] = {}
-
-
-def _turns() -> _Turns:
-    loop = asyncio.get_running_loop()
-    turns = _turns_of.get(loop)
-    if turns is None:
-        turns = _turns_of[loop] = _Turns()
-    return turns
+_turns = loop_local(_Turns)
 
 
 class _Params(NamedTuple):
