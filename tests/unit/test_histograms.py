@@ -123,7 +123,7 @@ def test_a_live_frame_carries_when_it_was_stored_and_received() -> None:
     assert unstamped.received and not unstamped.stored
 
 
-async def test_a_client_counts_its_batches_oldest_live_event_wait_and_lag() -> None:
+async def test_a_client_counts_the_oldest_live_events_wait_and_lag_of_one_batch_in_8() -> None:
     metrics = Metrics()
     timings = live_timings(metrics)
     watcher = Watcher("run_1", 8, timings=timings)
@@ -134,9 +134,18 @@ async def test_a_client_counts_its_batches_oldest_live_event_wait_and_lag() -> N
     assert await watcher.take(1.0) == [old, new]
     assert timings.queue_wait.count == 1 and 2.0 <= timings.queue_wait.sum < 2.5
     assert timings.delivery_lag.count == 1 and 3.0 <= timings.delivery_lag.sum < 3.5
-    # History frames and signals carry no live times: nothing is counted for them.
-    watcher.offer_all((Frame(3000, 3, 2, False, b"c"), RESYNC))
-    assert len(await watcher.take(1.0)) == 2
-    # An empty take (a quiet spell) counts nothing either.
-    assert await watcher.take(0.01) == []
+    # The next seven batches are not counted, the one after them is.
+    for _ in range(7):
+        watcher.offer(new)
+        assert await watcher.take(1.0) == [new]
     assert (timings.queue_wait.count, timings.delivery_lag.count) == (1, 1)
+    watcher.offer(new)
+    await watcher.take(1.0)
+    assert (timings.queue_wait.count, timings.delivery_lag.count) == (2, 2)
+    # An empty take (a quiet spell) is no batch.
+    assert await watcher.take(0.01) == []
+    # History frames and signals carry no live times: a counted batch led by one counts nothing.
+    for _ in range(8):
+        watcher.offer_all((Frame(3000, 3, 2, False, b"c"), RESYNC))
+        assert len(await watcher.take(1.0)) == 2
+    assert (timings.queue_wait.count, timings.delivery_lag.count) == (2, 2)
