@@ -30,20 +30,7 @@ from typing import Annotated, Any
 import msgspec
 
 from gateway.protocols import Part, text_of
-from schemas import (
-    ID_PATTERN,
-    BaseEvent,
-    Cancelled,
-    Done,
-    Error,
-    Event,
-    Failed,
-    Reset,
-    Status,
-    Token,
-    ToolEnd,
-    ToolStart,
-)
+from schemas import ID_PATTERN, events
 
 _encoder = msgspec.json.Encoder()
 
@@ -90,22 +77,22 @@ class AgUiStream:
             }
         ]
 
-    def translate(self, event: Event) -> list[Part]:
+    def translate(self, event: events.Event) -> list[Part]:
         """The events that stand for ``event`` (none for one the protocol has no use for)."""
-        if isinstance(event, Token):
+        if isinstance(event, events.Token):
             return self._token(event, event.text)
-        if isinstance(event, Status):
+        if isinstance(event, events.Status):
             return [self._status(event)]
-        if isinstance(event, ToolStart):
+        if isinstance(event, events.ToolStart):
             return self._tool_start(event)
-        if isinstance(event, ToolEnd):
+        if isinstance(event, events.ToolEnd):
             return self._tool_end(event)
-        if isinstance(event, Reset):
+        if isinstance(event, events.Reset):
             return self._reset(event)
-        if isinstance(event, Error):
+        if isinstance(event, events.Error):
             value = {"message": event.message, "attempt": event.attempt}
             return [self._event(event, "CUSTOM", name="agentstream.error", value=value)]
-        if isinstance(event, Done):
+        if isinstance(event, events.Done):
             parts = self._close_text(event)
             answer = event.result.final_answer
             if not self._texted and answer:
@@ -113,14 +100,14 @@ class AgUiStream:
             finished = self._finished(event, {"type": "success"})
             finished["result"] = msgspec.to_builtins(event.result)
             return [*parts, finished]
-        if isinstance(event, Failed):
+        if isinstance(event, events.Failed):
             error = self._event(event, "RUN_ERROR", message=event.reason or "failed", code="failed")
             return [*self._close_text(event), error]
-        if isinstance(event, Cancelled):
+        if isinstance(event, events.Cancelled):
             return [*self._close_text(event), self._finished(event, {"type": "cancelled"})]
         return []
 
-    def _event(self, source: BaseEvent, kind: str, **fields: Any) -> Part:
+    def _event(self, source: events.BaseEvent, kind: str, **fields: Any) -> Part:
         # AG-UI's timestamp is in milliseconds; agentstream's producer time in nanoseconds.
         return {"type": kind, "timestamp": source.ts // 1_000_000, **fields}
 
@@ -128,7 +115,7 @@ class AgUiStream:
         self._counter += 1
         return f"{self._run}-{self._attempt}-{kind}-{self._counter}"
 
-    def _status(self, event: Status) -> Part:
+    def _status(self, event: events.Status) -> Part:
         status: dict[str, Any] = {"stage": event.stage.value, "attempt": event.attempt}
         for name in ("detail", "sandbox_id", "sandbox_url", "model"):
             value = getattr(event, name)
@@ -140,7 +127,7 @@ class AgUiStream:
         patch = [{"op": "replace", "path": "/status", "value": status}]
         return self._event(event, "STATE_DELTA", delta=patch)
 
-    def _token(self, event: BaseEvent, text: str) -> list[Part]:
+    def _token(self, event: events.BaseEvent, text: str) -> list[Part]:
         if not text:
             return []
         parts: list[Part] = []
@@ -154,7 +141,7 @@ class AgUiStream:
         parts.append(self._event(event, "TEXT_MESSAGE_CONTENT", messageId=self._text, delta=text))
         return parts
 
-    def _close_text(self, event: BaseEvent) -> list[Part]:
+    def _close_text(self, event: events.BaseEvent) -> list[Part]:
         if self._text is None:
             return []
         part = self._event(event, "TEXT_MESSAGE_END", messageId=self._text)
@@ -164,7 +151,7 @@ class AgUiStream:
     def _call_id(self, call_id: str) -> str:
         return f"{self._run}-{self._attempt}-{call_id}"
 
-    def _tool_start(self, event: ToolStart) -> list[Part]:
+    def _tool_start(self, event: events.ToolStart) -> list[Part]:
         call = self._call_id(event.call_id)
         self._calls.append(call)
         self._open_calls.add(call)
@@ -179,7 +166,7 @@ class AgUiStream:
             self._event(event, "TOOL_CALL_END", toolCallId=call),
         ]
 
-    def _tool_end(self, event: ToolEnd) -> list[Part]:
+    def _tool_end(self, event: events.ToolEnd) -> list[Part]:
         call = self._call_id(event.call_id)
         if call not in self._open_calls:
             # Not started in this attempt: there is no call to give it to.
@@ -199,7 +186,7 @@ class AgUiStream:
             )
         ]
 
-    def _reset(self, event: Reset) -> list[Part]:
+    def _reset(self, event: events.Reset) -> list[Part]:
         parts = self._close_text(event)
         void = {"messages": self._sent, "tool_calls": self._calls}
         value = {"attempt": event.attempt, "reason": event.reason, "void": void}
@@ -211,7 +198,7 @@ class AgUiStream:
         self._last_message = None
         return parts
 
-    def _finished(self, event: BaseEvent, outcome: dict[str, str]) -> Part:
+    def _finished(self, event: events.BaseEvent, outcome: dict[str, str]) -> Part:
         return self._event(
             event, "RUN_FINISHED", threadId=self._thread_id, runId=self._run_id, outcome=outcome
         )

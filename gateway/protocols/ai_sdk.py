@@ -32,19 +32,7 @@ from typing import Annotated, Any
 import msgspec
 
 from gateway.protocols import Part, json_or_text, text_of
-from schemas import (
-    ID_PATTERN,
-    Cancelled,
-    Done,
-    Error,
-    Event,
-    Failed,
-    Reset,
-    Status,
-    Token,
-    ToolEnd,
-    ToolStart,
-)
+from schemas import ID_PATTERN, events
 
 # The response header that names the protocol and its version.
 HEADERS: tuple[tuple[bytes, bytes], ...] = ((b"x-vercel-ai-ui-message-stream", b"v1"),)
@@ -64,7 +52,7 @@ class UiMessageStream:
         self._text: str | None = None
         self._counter = 0
         # Tool calls of the current attempt still waiting for their output, by call ID.
-        self._calls: dict[str, ToolStart] = {}
+        self._calls: dict[str, events.ToolStart] = {}
         # Whether the current attempt sent any text.
         self._texted = False
 
@@ -75,28 +63,28 @@ class UiMessageStream:
             {"type": "start-step"},
         ]
 
-    def translate(self, event: Event) -> list[Part]:
+    def translate(self, event: events.Event) -> list[Part]:
         """The parts that stand for ``event`` (none for one the protocol has no use for)."""
-        if isinstance(event, Token):
+        if isinstance(event, events.Token):
             return self._token(event.text)
-        if isinstance(event, Status):
+        if isinstance(event, events.Status):
             return [{"type": "data-status", "id": "status", "data": _status(event)}]
-        if isinstance(event, ToolStart):
+        if isinstance(event, events.ToolStart):
             return self._tool_start(event)
-        if isinstance(event, ToolEnd):
+        if isinstance(event, events.ToolEnd):
             return self._tool_end(event)
-        if isinstance(event, Reset):
+        if isinstance(event, events.Reset):
             return self._reset(event)
-        if isinstance(event, Error):
+        if isinstance(event, events.Error):
             data = {"message": event.message, "attempt": event.attempt}
             return [{"type": "data-error", "id": self._next_id("error"), "data": data}]
-        if isinstance(event, Done):
+        if isinstance(event, events.Done):
             return self._done(event)
-        if isinstance(event, Failed):
+        if isinstance(event, events.Failed):
             parts = self._close_all("the run failed")
             parts.append({"type": "error", "errorText": event.reason or "the run failed"})
             return [*parts, *self._finish("error", "failed", event.attempt)]
-        if isinstance(event, Cancelled):
+        if isinstance(event, events.Cancelled):
             parts = self._close_all("the run was cancelled")
             parts.append({"type": "abort", "reason": event.reason or "cancelled"})
             return [*parts, *self._finish("other", "cancelled", event.attempt)]
@@ -132,7 +120,7 @@ class UiMessageStream:
         self._calls.clear()
         return parts
 
-    def _tool_start(self, event: ToolStart) -> list[Part]:
+    def _tool_start(self, event: events.ToolStart) -> list[Part]:
         self._calls[event.call_id] = event
         call = {"toolCallId": event.call_id, "toolName": event.name, "dynamic": True}
         return [
@@ -141,7 +129,7 @@ class UiMessageStream:
             {"type": "tool-input-available", **call, "input": event.input},
         ]
 
-    def _tool_end(self, event: ToolEnd) -> list[Part]:
+    def _tool_end(self, event: events.ToolEnd) -> list[Part]:
         started = self._calls.pop(event.call_id, None)
         if started is None:
             # Not started in this attempt: the protocol would have no part to give it to.
@@ -158,7 +146,7 @@ class UiMessageStream:
             parts.append({"type": "data-sql", "id": event.call_id, "data": sql})
         return parts
 
-    def _reset(self, event: Reset) -> list[Part]:
+    def _reset(self, event: events.Reset) -> list[Part]:
         parts = self._close_all(f"void: attempt {event.attempt} restarted the run")
         self._attempt = event.attempt
         self._texted = False
@@ -170,7 +158,7 @@ class UiMessageStream:
             {"type": "start-step"},
         ]
 
-    def _done(self, event: Done) -> list[Part]:
+    def _done(self, event: events.Done) -> list[Part]:
         parts = self._close_all("the run finished without this call's output")
         answer = event.result.final_answer
         if not self._texted and answer:
@@ -185,7 +173,7 @@ class UiMessageStream:
         return [{"type": "finish-step"}, finish]
 
 
-def _status(event: Status) -> dict[str, Any]:
+def _status(event: events.Status) -> dict[str, Any]:
     """A status event's fields a page shows: its stage, detail and whatever else it names."""
     data: dict[str, Any] = {"stage": event.stage.value, "attempt": event.attempt}
     for name in ("detail", "sandbox_id", "sandbox_url", "model"):

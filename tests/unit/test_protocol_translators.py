@@ -17,44 +17,30 @@ from gateway.protocols.ai_sdk import DONE, UiMessage, UiMessageStream
 from gateway.protocols.ai_sdk import prompt_of as ai_sdk_prompt
 from gateway.routes.translated_stream import Translated
 from gateway.sse_frames import frame_of
-from schemas import (
-    AgentResult,
-    Cancelled,
-    Done,
-    Error,
-    Event,
-    Failed,
-    Reset,
-    Stage,
-    Status,
-    Token,
-    ToolEnd,
-    ToolStart,
-    encode,
-    event_type,
-)
+from schemas import AgentResult, Stage, encode, event_type
+from schemas import events as ev
 
 RUN = "run_proto"
 ROWS = '{"columns":["provinsi","n"],"rows":[["Aceh",3]],"row_count":1,"truncated":false}'
 
 
-def _analysis(attempt: int = 1) -> list[Event]:
+def _analysis(attempt: int = 1) -> list[ev.Event]:
     """An attempt of an analysis run: text, a SQL tool call and its rows, more text."""
     return [
-        Status(run=RUN, attempt=attempt, stage=Stage.AGENT_STARTED, model="offline-scripted"),
-        Token(run=RUN, attempt=attempt, text="Looking"),
-        Token(run=RUN, attempt=attempt, text=" it up."),
-        ToolStart(run=RUN, attempt=attempt, call_id="c1", name="run_sql", input={"query": "q"}),
-        ToolEnd(run=RUN, attempt=attempt, call_id="c1", name="run_sql", output=ROWS),
-        Token(run=RUN, attempt=attempt, text="Aceh: 3"),
+        ev.Status(run=RUN, attempt=attempt, stage=Stage.AGENT_STARTED, model="offline-scripted"),
+        ev.Token(run=RUN, attempt=attempt, text="Looking"),
+        ev.Token(run=RUN, attempt=attempt, text=" it up."),
+        ev.ToolStart(run=RUN, attempt=attempt, call_id="c1", name="run_sql", input={"query": "q"}),
+        ev.ToolEnd(run=RUN, attempt=attempt, call_id="c1", name="run_sql", output=ROWS),
+        ev.Token(run=RUN, attempt=attempt, text="Aceh: 3"),
     ]
 
 
-def _done(attempt: int = 1, answer: str = "Aceh: 3") -> Done:
-    return Done(run=RUN, attempt=attempt, result=AgentResult(final_answer=answer))
+def _done(attempt: int = 1, answer: str = "Aceh: 3") -> ev.Done:
+    return ev.Done(run=RUN, attempt=attempt, result=AgentResult(final_answer=answer))
 
 
-def _ai_sdk(events: list[Event]) -> list[dict[str, object]]:
+def _ai_sdk(events: list[ev.Event]) -> list[dict[str, object]]:
     stream = UiMessageStream(RUN)
     parts = stream.start()
     for event in events:
@@ -67,7 +53,7 @@ def _types(parts: list[dict[str, object]]) -> list[object]:
 
 
 def test_ai_sdk_a_run_is_one_message_of_text_tool_and_data_parts() -> None:
-    queued = Status(run=RUN, stage=Stage.QUEUED)
+    queued = ev.Status(run=RUN, stage=Stage.QUEUED)
     parts = _ai_sdk([queued, *_analysis(), _done()])
     assert _types(parts) == [
         "start",
@@ -115,8 +101,8 @@ def test_ai_sdk_a_run_is_one_message_of_text_tool_and_data_parts() -> None:
 
 def test_ai_sdk_a_reset_voids_the_attempt_in_a_step_of_its_own() -> None:
     # Text, a tool call left without its output, more text still open.
-    first = [*_analysis()[:4], Token(run=RUN, text="meanwhile")]
-    reset = Reset(run=RUN, attempt=2, reason="agent crashed")
+    first = [*_analysis()[:4], ev.Token(run=RUN, text="meanwhile")]
+    reset = ev.Reset(run=RUN, attempt=2, reason="agent crashed")
     parts = _ai_sdk([*first, reset, *_analysis(attempt=2), _done(attempt=2)])
     cut = parts.index(
         {"type": "data-reset", "id": "reset-2", "data": {"attempt": 2, "reason": "agent crashed"}}
@@ -135,8 +121,8 @@ def test_ai_sdk_a_reset_voids_the_attempt_in_a_step_of_its_own() -> None:
 
 
 def test_ai_sdk_non_fatal_errors_and_unknown_tool_ends_do_not_end_the_message() -> None:
-    stray = ToolEnd(run=RUN, call_id="never-started", name="run_sql", output="x")
-    parts = _ai_sdk([Error(run=RUN, message="slow sandbox"), stray])
+    stray = ev.ToolEnd(run=RUN, call_id="never-started", name="run_sql", output="x")
+    parts = _ai_sdk([ev.Error(run=RUN, message="slow sandbox"), stray])
     assert parts[2:] == [
         {"type": "data-error", "id": "error-1", "data": {"message": "slow sandbox", "attempt": 1}}
     ]
@@ -145,14 +131,14 @@ def test_ai_sdk_non_fatal_errors_and_unknown_tool_ends_do_not_end_the_message() 
 @pytest.mark.parametrize(
     ("terminal", "ending", "reason"),
     [
-        (Failed(run=RUN, reason="boom"), {"type": "error", "errorText": "boom"}, "error"),
-        (Cancelled(run=RUN, reason="user"), {"type": "abort", "reason": "user"}, "other"),
+        (ev.Failed(run=RUN, reason="boom"), {"type": "error", "errorText": "boom"}, "error"),
+        (ev.Cancelled(run=RUN, reason="user"), {"type": "abort", "reason": "user"}, "other"),
     ],
 )
 def test_ai_sdk_failed_and_cancelled_end_open_parts(
-    terminal: Event, ending: dict[str, str], reason: str
+    terminal: ev.Event, ending: dict[str, str], reason: str
 ) -> None:
-    parts = _ai_sdk([*_analysis()[:4], Token(run=RUN, text="waiting"), terminal])
+    parts = _ai_sdk([*_analysis()[:4], ev.Token(run=RUN, text="waiting"), terminal])
     assert parts[-5:] == [
         {"type": "text-end", "id": "text-2"},
         {"type": "tool-output-error", "toolCallId": "c1", "errorText": parts[-4]["errorText"]},
@@ -172,7 +158,7 @@ def test_ai_sdk_a_done_without_streamed_text_carries_the_answer_as_text() -> Non
     assert parts[3]["delta"] == "stored answer"
 
 
-def _ag_ui(events: list[Event], **kwargs: object) -> list[dict[str, object]]:
+def _ag_ui(events: list[ev.Event], **kwargs: object) -> list[dict[str, object]]:
     stream = AgUiStream("thread-1", "client-run", RUN, **kwargs)  # type: ignore[arg-type]
     parts = stream.start()
     for event in events:
@@ -181,7 +167,7 @@ def _ag_ui(events: list[Event], **kwargs: object) -> list[dict[str, object]]:
 
 
 def test_ag_ui_a_run_nests_messages_and_tool_calls() -> None:
-    queued = Status(run=RUN, stage=Stage.QUEUED)
+    queued = ev.Status(run=RUN, stage=Stage.QUEUED)
     parts = _ag_ui([queued, *_analysis(), _done()])
     assert _types(parts) == [
         "RUN_STARTED",
@@ -229,7 +215,7 @@ def test_ag_ui_a_run_nests_messages_and_tool_calls() -> None:
 
 def test_ag_ui_a_reset_names_the_void_output_and_restores_the_clients_messages() -> None:
     sent = [{"id": "u1", "role": "user", "content": "How many?"}]
-    reset = Reset(run=RUN, attempt=2, reason="retry")
+    reset = ev.Reset(run=RUN, attempt=2, reason="retry")
     parts = _ag_ui([*_analysis()[:5], reset, _analysis(2)[1]], input_messages=sent)
     custom = next(p for p in parts if p["type"] == "CUSTOM")
     assert custom["name"] == "agentstream.reset"
@@ -251,14 +237,14 @@ def test_ag_ui_a_reset_names_the_void_output_and_restores_the_clients_messages()
     ("terminal", "last"),
     [
         (
-            Failed(run=RUN, reason="boom"),
+            ev.Failed(run=RUN, reason="boom"),
             {"type": "RUN_ERROR", "message": "boom", "code": "failed"},
         ),
-        (Cancelled(run=RUN), {"type": "RUN_FINISHED", "outcome": {"type": "cancelled"}}),
+        (ev.Cancelled(run=RUN), {"type": "RUN_FINISHED", "outcome": {"type": "cancelled"}}),
     ],
 )
 def test_ag_ui_failed_and_cancelled_close_the_open_message(
-    terminal: Event, last: dict[str, object]
+    terminal: ev.Event, last: dict[str, object]
 ) -> None:
     parts = _ag_ui([_analysis()[1], terminal])
     assert _types(parts)[-2:] == ["TEXT_MESSAGE_END", last["type"]]
@@ -284,7 +270,7 @@ def test_prompts_are_the_last_user_messages_text() -> None:
 
 
 def test_translated_frames_keep_their_merge_keys_and_end_after_the_terminal() -> None:
-    events = [Token(run=RUN, text="hi"), _done(answer="hi")]
+    events = [ev.Token(run=RUN, text="hi"), _done(answer="hi")]
     frames = [
         frame_of(StoredEvent(7, i, 6, event_type(e), encode(e))) for i, e in enumerate(events)
     ]
