@@ -7,12 +7,13 @@ in ``gateway.routes.ui_message_stream`` and ``gateway.routes.ag_ui_events``.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
-from schemas import Event
+from schemas import events
 
 _encoder = msgspec.json.Encoder()
 
@@ -20,14 +21,75 @@ _encoder = msgspec.json.Encoder()
 Part = dict[str, Any]
 
 
-class Translator(Protocol):
-    """One connection's translation of one run, fed the run's events in order from its first."""
+class Translator(abc.ABC):
+    """One connection's translation of one run, fed the run's events in order from its first.
 
+    :meth:`translate` hands each event to the method for its type; a protocol says what each
+    event becomes. An event type a protocol has no method for becomes nothing.
+    """
+
+    @abc.abstractmethod
     def start(self) -> list[Part]:
         """The messages that open the stream, before any event."""
 
-    def translate(self, event: Event) -> list[Part]:
+    def translate(self, event: events.Event) -> list[Part]:
         """The messages that stand for ``event``."""
+        match event:
+            case events.Token():
+                return self.token(event)
+            case events.Status():
+                return self.status(event)
+            case events.ToolStart():
+                return self.tool_start(event)
+            case events.ToolEnd():
+                return self.tool_end(event)
+            case events.Reset():
+                return self.reset(event)
+            case events.Error():
+                return self.error(event)
+            case events.Done():
+                return self.done(event)
+            case events.Failed():
+                return self.failed(event)
+            case events.Cancelled():
+                return self.cancelled(event)
+        return []
+
+    @abc.abstractmethod
+    def token(self, event: events.Token) -> list[Part]:
+        """A piece of the answer's text."""
+
+    @abc.abstractmethod
+    def status(self, event: events.Status) -> list[Part]:
+        """A stage the run reached."""
+
+    @abc.abstractmethod
+    def tool_start(self, event: events.ToolStart) -> list[Part]:
+        """A tool call begun, with its input."""
+
+    @abc.abstractmethod
+    def tool_end(self, event: events.ToolEnd) -> list[Part]:
+        """A tool call's output."""
+
+    @abc.abstractmethod
+    def reset(self, event: events.Reset) -> list[Part]:
+        """A new attempt: everything the earlier one sent is void."""
+
+    @abc.abstractmethod
+    def error(self, event: events.Error) -> list[Part]:
+        """A problem the run goes on after."""
+
+    @abc.abstractmethod
+    def done(self, event: events.Done) -> list[Part]:
+        """The run's answer: the end."""
+
+    @abc.abstractmethod
+    def failed(self, event: events.Failed) -> list[Part]:
+        """The run failed: the end."""
+
+    @abc.abstractmethod
+    def cancelled(self, event: events.Cancelled) -> list[Part]:
+        """The run was cancelled: the end."""
 
 
 def sse_data(parts: Iterable[Part]) -> bytes:

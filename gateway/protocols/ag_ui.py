@@ -29,13 +29,13 @@ from typing import Annotated, Any
 
 import msgspec
 
-from gateway.protocols import Part, text_of
+from gateway.protocols import Part, Translator, text_of
 from schemas import ID_PATTERN, events
 
 _encoder = msgspec.json.Encoder()
 
 
-class AgUiStream:
+class AgUiStream(Translator):
     """The AG-UI events of one run, translated event by event from its first.
 
     ``input_messages``: the messages the client sent with its ``RunAgentInput``, restored by a
@@ -77,35 +77,37 @@ class AgUiStream:
             }
         ]
 
-    def translate(self, event: events.Event) -> list[Part]:
-        """The events that stand for ``event`` (none for one the protocol has no use for)."""
-        if isinstance(event, events.Token):
-            return self._token(event, event.text)
-        if isinstance(event, events.Status):
-            return [self._status(event)]
-        if isinstance(event, events.ToolStart):
-            return self._tool_start(event)
-        if isinstance(event, events.ToolEnd):
-            return self._tool_end(event)
-        if isinstance(event, events.Reset):
-            return self._reset(event)
-        if isinstance(event, events.Error):
-            value = {"message": event.message, "attempt": event.attempt}
-            return [self._event(event, "CUSTOM", name="agentstream.error", value=value)]
-        if isinstance(event, events.Done):
-            parts = self._close_text(event)
-            answer = event.result.final_answer
-            if not self._texted and answer:
-                parts += [*self._token(event, answer), *self._close_text(event)]
-            finished = self._finished(event, {"type": "success"})
-            finished["result"] = msgspec.to_builtins(event.result)
-            return [*parts, finished]
-        if isinstance(event, events.Failed):
-            error = self._event(event, "RUN_ERROR", message=event.reason or "failed", code="failed")
-            return [*self._close_text(event), error]
-        if isinstance(event, events.Cancelled):
-            return [*self._close_text(event), self._finished(event, {"type": "cancelled"})]
-        return []
+    def token(self, event: events.Token) -> list[Part]:
+        """Text content, starting a text message if none is open."""
+        return self._token(event, event.text)
+
+    def status(self, event: events.Status) -> list[Part]:
+        """The status as the agent's state: a snapshot first, then deltas."""
+        return [self._status(event)]
+
+    def error(self, event: events.Error) -> list[Part]:
+        """A ``CUSTOM agentstream.error`` event."""
+        value = {"message": event.message, "attempt": event.attempt}
+        return [self._event(event, "CUSTOM", name="agentstream.error", value=value)]
+
+    def done(self, event: events.Done) -> list[Part]:
+        """``RUN_FINISHED`` with the result (the answer as text, if no token carried it)."""
+        parts = self._close_text(event)
+        answer = event.result.final_answer
+        if not self._texted and answer:
+            parts += [*self._token(event, answer), *self._close_text(event)]
+        finished = self._finished(event, {"type": "success"})
+        finished["result"] = msgspec.to_builtins(event.result)
+        return [*parts, finished]
+
+    def failed(self, event: events.Failed) -> list[Part]:
+        """``RUN_ERROR``."""
+        error = self._event(event, "RUN_ERROR", message=event.reason or "failed", code="failed")
+        return [*self._close_text(event), error]
+
+    def cancelled(self, event: events.Cancelled) -> list[Part]:
+        """``RUN_FINISHED`` with the outcome ``cancelled``."""
+        return [*self._close_text(event), self._finished(event, {"type": "cancelled"})]
 
     def _event(self, source: events.BaseEvent, kind: str, **fields: Any) -> Part:
         # AG-UI's timestamp is in milliseconds; agentstream's producer time in nanoseconds.
@@ -151,7 +153,8 @@ class AgUiStream:
     def _call_id(self, call_id: str) -> str:
         return f"{self._run}-{self._attempt}-{call_id}"
 
-    def _tool_start(self, event: events.ToolStart) -> list[Part]:
+    def tool_start(self, event: events.ToolStart) -> list[Part]:
+        """``TOOL_CALL_START``, ``TOOL_CALL_ARGS`` and ``TOOL_CALL_END``."""
         call = self._call_id(event.call_id)
         self._calls.append(call)
         self._open_calls.add(call)
@@ -166,7 +169,8 @@ class AgUiStream:
             self._event(event, "TOOL_CALL_END", toolCallId=call),
         ]
 
-    def _tool_end(self, event: events.ToolEnd) -> list[Part]:
+    def tool_end(self, event: events.ToolEnd) -> list[Part]:
+        """``TOOL_CALL_RESULT``."""
         call = self._call_id(event.call_id)
         if call not in self._open_calls:
             # Not started in this attempt: there is no call to give it to.
@@ -186,7 +190,8 @@ class AgUiStream:
             )
         ]
 
-    def _reset(self, event: events.Reset) -> list[Part]:
+    def reset(self, event: events.Reset) -> list[Part]:
+        """The open message ended, and the void messages and tool calls named."""
         parts = self._close_text(event)
         void = {"messages": self._sent, "tool_calls": self._calls}
         value = {"attempt": event.attempt, "reason": event.reason, "void": void}

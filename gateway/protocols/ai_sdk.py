@@ -31,7 +31,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from gateway.protocols import Part, json_or_text, text_of
+from gateway.protocols import Part, Translator, json_or_text, text_of
 from schemas import ID_PATTERN, events
 
 # The response header that names the protocol and its version.
@@ -42,7 +42,7 @@ DONE = b"data: [DONE]\n\n"
 _SQL_TOOL = "run_sql"
 
 
-class UiMessageStream:
+class UiMessageStream(Translator):
     """The parts of one run's assistant message, translated event by event from its first."""
 
     def __init__(self, run: str) -> None:
@@ -63,32 +63,30 @@ class UiMessageStream:
             {"type": "start-step"},
         ]
 
-    def translate(self, event: events.Event) -> list[Part]:
-        """The parts that stand for ``event`` (none for one the protocol has no use for)."""
-        if isinstance(event, events.Token):
-            return self._token(event.text)
-        if isinstance(event, events.Status):
-            return [{"type": "data-status", "id": "status", "data": _status(event)}]
-        if isinstance(event, events.ToolStart):
-            return self._tool_start(event)
-        if isinstance(event, events.ToolEnd):
-            return self._tool_end(event)
-        if isinstance(event, events.Reset):
-            return self._reset(event)
-        if isinstance(event, events.Error):
-            data = {"message": event.message, "attempt": event.attempt}
-            return [{"type": "data-error", "id": self._next_id("error"), "data": data}]
-        if isinstance(event, events.Done):
-            return self._done(event)
-        if isinstance(event, events.Failed):
-            parts = self._close_all("the run failed")
-            parts.append({"type": "error", "errorText": event.reason or "the run failed"})
-            return [*parts, *self._finish("error", "failed", event.attempt)]
-        if isinstance(event, events.Cancelled):
-            parts = self._close_all("the run was cancelled")
-            parts.append({"type": "abort", "reason": event.reason or "cancelled"})
-            return [*parts, *self._finish("other", "cancelled", event.attempt)]
-        return []
+    def token(self, event: events.Token) -> list[Part]:
+        """A text delta, opening a text part if none is open."""
+        return self._token(event.text)
+
+    def status(self, event: events.Status) -> list[Part]:
+        """The one status data part, updated in place."""
+        return [{"type": "data-status", "id": "status", "data": _status(event)}]
+
+    def error(self, event: events.Error) -> list[Part]:
+        """A ``data-error`` part."""
+        data = {"message": event.message, "attempt": event.attempt}
+        return [{"type": "data-error", "id": self._next_id("error"), "data": data}]
+
+    def failed(self, event: events.Failed) -> list[Part]:
+        """An ``error`` part, then the finish."""
+        parts = self._close_all("the run failed")
+        parts.append({"type": "error", "errorText": event.reason or "the run failed"})
+        return [*parts, *self._finish("error", "failed", event.attempt)]
+
+    def cancelled(self, event: events.Cancelled) -> list[Part]:
+        """An ``abort`` part, then the finish."""
+        parts = self._close_all("the run was cancelled")
+        parts.append({"type": "abort", "reason": event.reason or "cancelled"})
+        return [*parts, *self._finish("other", "cancelled", event.attempt)]
 
     def _next_id(self, kind: str) -> str:
         self._counter += 1
@@ -120,7 +118,8 @@ class UiMessageStream:
         self._calls.clear()
         return parts
 
-    def _tool_start(self, event: events.ToolStart) -> list[Part]:
+    def tool_start(self, event: events.ToolStart) -> list[Part]:
+        """A dynamic tool part, its input available at once."""
         self._calls[event.call_id] = event
         call = {"toolCallId": event.call_id, "toolName": event.name, "dynamic": True}
         return [
@@ -129,7 +128,8 @@ class UiMessageStream:
             {"type": "tool-input-available", **call, "input": event.input},
         ]
 
-    def _tool_end(self, event: events.ToolEnd) -> list[Part]:
+    def tool_end(self, event: events.ToolEnd) -> list[Part]:
+        """The tool part's output (or its error)."""
         started = self._calls.pop(event.call_id, None)
         if started is None:
             # Not started in this attempt: the protocol would have no part to give it to.
@@ -146,7 +146,8 @@ class UiMessageStream:
             parts.append({"type": "data-sql", "id": event.call_id, "data": sql})
         return parts
 
-    def _reset(self, event: events.Reset) -> list[Part]:
+    def reset(self, event: events.Reset) -> list[Part]:
+        """The void attempt's open parts closed, then a ``data-reset`` part between steps."""
         parts = self._close_all(f"void: attempt {event.attempt} restarted the run")
         self._attempt = event.attempt
         self._texted = False
@@ -158,7 +159,8 @@ class UiMessageStream:
             {"type": "start-step"},
         ]
 
-    def _done(self, event: events.Done) -> list[Part]:
+    def done(self, event: events.Done) -> list[Part]:
+        """The result as a data part, then the finish."""
         parts = self._close_all("the run finished without this call's output")
         answer = event.result.final_answer
         if not self._texted and answer:
