@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import pytest
 
+from agentstream.devstack.processes import free_port
 from agentstream.devstack.stack import LocalStack, StackConfig
 
 
@@ -56,3 +57,15 @@ def stack_fixture(
             yield local
 
     return fixture
+
+
+@contextlib.asynccontextmanager
+async def extra_gateway(stack: LocalStack, name: str, env: dict[str, str]) -> AsyncIterator[str]:
+    """One more gateway replica of ``stack``, on a free port and set up with ``env`` (limits,
+    keys): its URL, for as long as the block runs."""
+    port = free_port()
+    process = await stack.start_gateway(0, name=name, port=port, env=env)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await process.stop()

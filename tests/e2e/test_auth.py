@@ -13,13 +13,13 @@ import nats
 import pytest
 from temporalio.client import Client
 
-from agentstream.devstack.processes import free_port
 from agentstream.devstack.sse_client import SseMessage, read_stream
 from agentstream.devstack.stack import LocalStack
 from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.temporal_codec import data_converter
 from agentstream.runtime.tokens import TokenClaims, mint_token
 from gateway.auth import hash_api_key
+from tests.stacks import extra_gateway
 
 KEY_ACME = "acme-key-0123456789abcdef"
 KEY_GLOBEX = "globex-key-0123456789abcdef"
@@ -29,23 +29,15 @@ JWT_SECRET = "jwt-test-secret-0123456789abcdef0123456789"
 @pytest.fixture(scope="module")
 async def secure(stack: LocalStack) -> AsyncIterator[str]:
     """A gateway that requires API keys or JWTs, with tight limits."""
-    port = free_port()
-    gateway = await stack.start_gateway(
-        0,
-        name="gateway-secure",
-        port=port,
-        env={
-            "API_KEYS": f"acme:{hash_api_key(KEY_ACME)},globex:{hash_api_key(KEY_GLOBEX)}",
-            "JWT_HS256_SECRET": JWT_SECRET,
-            "RATE_LIMIT_RPS": "5",
-            "RATE_LIMIT_BURST": "10",
-            "MAX_STREAMS_PER_KEY": "2",
-        },
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await gateway.stop()
+    env = {
+        "API_KEYS": f"acme:{hash_api_key(KEY_ACME)},globex:{hash_api_key(KEY_GLOBEX)}",
+        "JWT_HS256_SECRET": JWT_SECRET,
+        "RATE_LIMIT_RPS": "5",
+        "RATE_LIMIT_BURST": "10",
+        "MAX_STREAMS_PER_KEY": "2",
+    }
+    async with extra_gateway(stack, "gateway-secure", env) as gateway:
+        yield gateway
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 from temporalio.client import Client as TemporalClient
 
-from agentstream.devstack.processes import free_port
 from agentstream.devstack.sse_client import SseMessage
 from agentstream.devstack.stack import LocalStack
 from agentstream.runtime.temporal_codec import data_converter
 from tests.e2e.runs import assert_complete, read_whole_run, start_run
 from tests.fakes.openai_server import FakeOpenAIServer, run_openai_server
+from tests.stacks import extra_gateway
 
 
 def _org(case: str) -> str:
@@ -138,24 +138,21 @@ async def test_past_the_orgs_line_a_message_is_refused_at_the_door_with_retry_af
 ) -> None:
     # No worker serves the org: its runs stay open, so the line stays as long as it is.
     org, other = _org("full"), _org("other")
-    port = free_port()
-    gateway = f"http://127.0.0.1:{port}"
-    process = await stack.start_gateway(
-        0, name=f"gateway-{org}", port=port, env={"MAX_OPEN_RUNS_PER_ORG": "2"}
-    )
     started: list[str] = []
-    try:
-        for i in range(2):
-            started.append(await start_run(http, gateway, f"queue me {i}", org=org))
-        refused = await http.post(
-            f"{gateway}/api/messages", json={"message": "one more", "org": org}
-        )
-        started.append(await start_run(http, gateway, "another org's line is its own", org=other))
-    finally:
-        temporal = await _temporal(stack)
-        for run in started:
-            await temporal.get_workflow_handle(run).terminate(reason="test cleanup")
-        await process.stop()
+    async with extra_gateway(stack, f"gateway-{org}", {"MAX_OPEN_RUNS_PER_ORG": "2"}) as gateway:
+        try:
+            for i in range(2):
+                started.append(await start_run(http, gateway, f"queue me {i}", org=org))
+            refused = await http.post(
+                f"{gateway}/api/messages", json={"message": "one more", "org": org}
+            )
+            started.append(
+                await start_run(http, gateway, "another org's line is its own", org=other)
+            )
+        finally:
+            temporal = await _temporal(stack)
+            for run in started:
+                await temporal.get_workflow_handle(run).terminate(reason="test cleanup")
 
     assert refused.status_code == 429, refused.text
     assert refused.headers["content-type"] == "application/json"
@@ -214,19 +211,14 @@ async def test_a_run_past_its_deadline_fails_saying_so_and_leaves_no_sandbox(
 ) -> None:
     # An agent far too slow to answer within the 12 s the gateway gives every run.
     org = _org("late")
-    port = free_port()
-    gateway = f"http://127.0.0.1:{port}"
-    process = await stack.start_gateway(
-        0, name=f"gateway-{org}", port=port, env={"RUN_TIMEOUT_S": "12"}
-    )
-    try:
-        async with stack.dedicated_agent(org, env={"SCRIPTED_TOKEN_DELAY_S": "1"}):
-            run = await start_run(http, gateway, "Take your time", org=org)
-            messages = await asyncio.wait_for(read_whole_run(http, gateway, run), 30)
-            view = (await http.get(f"{gateway}/api/runs/{run}")).json()
+    async with (
+        extra_gateway(stack, f"gateway-{org}", {"RUN_TIMEOUT_S": "12"}) as gateway,
+        stack.dedicated_agent(org, env={"SCRIPTED_TOKEN_DELAY_S": "1"}),
+    ):
+        run = await start_run(http, gateway, "Take your time", org=org)
+        messages = await asyncio.wait_for(read_whole_run(http, gateway, run), 30)
+        view = (await http.get(f"{gateway}/api/runs/{run}")).json()
         described = await (await _temporal(stack)).get_workflow_handle(run).describe()
-    finally:
-        await process.stop()
 
     assert_complete(messages)
     assert messages[-1].event == "failed", messages[-1].data

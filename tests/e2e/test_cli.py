@@ -6,9 +6,9 @@ import asyncio
 import re
 import sys
 
-from agentstream.devstack.processes import free_port
 from agentstream.devstack.stack import LocalStack
 from gateway.auth import hash_api_key
+from tests.stacks import extra_gateway
 
 # What asyncio logs when a generator left suspended over an open HTTP stream is finalised at
 # exit, racing the generators it runs inside.
@@ -46,19 +46,13 @@ async def test_chat_prints_the_run_live_and_exits_zero_on_done(stack: LocalStack
 
 async def test_chat_sends_its_api_key_to_a_secured_gateway(stack: LocalStack) -> None:
     key = "cli-test-key-0123456789abcdef"
-    port = free_port()
-    gateway = await stack.start_gateway(
-        0, name="gateway-cli", port=port, env={"API_KEYS": f"default:{hash_api_key(key)}"}
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
+    keys = {"API_KEYS": f"default:{hash_api_key(key)}"}
+    async with extra_gateway(stack, "gateway-cli", keys) as url:
         refused, output = await _chat("hello", "--gateway", url)
         assert refused == 1 and "401" in output
         code, output = await _chat("Count my words please", "--gateway", url, "--api-key", key)
         assert code == 0, output
         assert "Final answer:" in output
-    finally:
-        await gateway.stop()
 
 
 async def test_chat_ends_a_slowly_streamed_run_cleanly(stack: LocalStack) -> None:

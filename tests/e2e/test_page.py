@@ -21,11 +21,11 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright
 
-from agentstream.devstack.processes import free_port
 from agentstream.devstack.sse_client import SseMessage
 from agentstream.devstack.stack import LocalStack
 from gateway.auth import hash_api_key
 from tests.e2e.runs import RUN_TIMEOUT_S, assert_complete, read_whole_run
+from tests.stacks import extra_gateway
 
 SAMPLE = "Tampilkan top 5 provinsi dengan rata-rata modal awal koperasi tertinggi"
 FOLLOW_UP = "and the five lowest?"
@@ -291,12 +291,8 @@ async def test_a_gateway_that_requires_a_key_takes_one(
     stack: LocalStack, http: httpx.AsyncClient, tab: Tab
 ) -> None:
     key = "page-test-key-0123456789abcdef"
-    port = free_port()
-    secured = await stack.start_gateway(
-        0, name="gateway-page", port=port, env={"API_KEYS": f"default:{hash_api_key(key)}"}
-    )
-    try:
-        gateway = f"http://127.0.0.1:{port}"
+    keys = {"API_KEYS": f"default:{hash_api_key(key)}"}
+    async with extra_gateway(stack, "gateway-page", keys) as gateway:
         page = tab.page
         await page.goto(f"{gateway}/")
         await page.locator("#key-panel.required").wait_for(timeout=5_000)
@@ -312,8 +308,6 @@ async def test_a_gateway_that_requires_a_key_takes_one(
         answer = await page.locator(f'.turn[data-run="{run}"] .text.markdown').last.inner_text()
         assert "words: 4" in answer
         assert await page.locator("#key-panel.required").count() == 0
-    finally:
-        await secured.stop()
     # The refused first try logged its 401; nothing else went wrong.
     assert all("401" in error for error in tab.errors), tab.errors
 

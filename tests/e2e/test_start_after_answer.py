@@ -15,7 +15,6 @@ from nats.aio.client import Client as NATS
 from temporalio.client import Client as TemporalClient
 from ulid import ULID
 
-from agentstream.devstack.processes import free_port
 from agentstream.devstack.stack import LocalStack
 from agentstream.runtime.message_store import MessageStore, open_pool
 from agentstream.runtime.nats_contract import Producer, publish_event
@@ -25,6 +24,7 @@ from gateway.terminal_guard import publish_missing_terminal
 from gateway.unstarted import KEYED_QUEUED_PRODUCER, QUEUED_PRODUCER, START_FAILED_REASON
 from schemas import DEFAULT_ORG, Stage, Status
 from tests.e2e.runs import assert_complete, read_whole_run, start_run
+from tests.stacks import extra_gateway
 
 # The development server's payload limit is 2 MB: a start carrying more is refused for good.
 _PAST_TEMPORALS_LIMIT = 3_000_000
@@ -66,32 +66,25 @@ async def test_a_start_temporal_refuses_ends_the_stream_failed_and_frees_its_pla
 ) -> None:
     # No worker serves the org, so a run that did start stays open and holds the line of one.
     org = f"refused{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    gateway = f"http://127.0.0.1:{port}"
     room = str(2 * _PAST_TEMPORALS_LIMIT)
-    process = await stack.start_gateway(
-        0,
-        name=f"gateway-{org}",
-        port=port,
-        env={"MAX_BODY_BYTES": room, "MAX_MESSAGE_CHARS": room, "MAX_OPEN_RUNS_PER_ORG": "1"},
-    )
+    env = {"MAX_BODY_BYTES": room, "MAX_MESSAGE_CHARS": room, "MAX_OPEN_RUNS_PER_ORG": "1"}
     started: list[str] = []
-    try:
-        refused = await start_run(http, gateway, "x" * _PAST_TEMPORALS_LIMIT, org=org)
-        messages = await read_whole_run(http, gateway, refused)
-        view = (await http.get(f"{gateway}/api/runs/{refused}")).json()
-        metrics = (await http.get(f"{gateway}/metrics")).text
-        # The refused run holds no place in the line: the next one takes it...
-        started.append(await start_run(http, gateway, "a question that fits", org=org))
-        # ... and the one after is told to come back.
-        over = await http.post(f"{gateway}/api/messages", json={"message": "more", "org": org})
-        # Answered once the replica's start of the run has ended: Temporal knows it.
-        admitted = (await http.get(f"{gateway}/api/runs/{started[-1]}")).json()
-    finally:
-        temporal = await _temporal(stack)
-        for run in started:
-            await temporal.get_workflow_handle(run).terminate(reason="test cleanup")
-        await process.stop()
+    async with extra_gateway(stack, f"gateway-{org}", env) as gateway:
+        try:
+            refused = await start_run(http, gateway, "x" * _PAST_TEMPORALS_LIMIT, org=org)
+            messages = await read_whole_run(http, gateway, refused)
+            view = (await http.get(f"{gateway}/api/runs/{refused}")).json()
+            metrics = (await http.get(f"{gateway}/metrics")).text
+            # The refused run holds no place in the line: the next one takes it...
+            started.append(await start_run(http, gateway, "a question that fits", org=org))
+            # ... and the one after is told to come back.
+            over = await http.post(f"{gateway}/api/messages", json={"message": "more", "org": org})
+            # Answered once the replica's start of the run has ended: Temporal knows it.
+            admitted = (await http.get(f"{gateway}/api/runs/{started[-1]}")).json()
+        finally:
+            temporal = await _temporal(stack)
+            for run in started:
+                await temporal.get_workflow_handle(run).terminate(reason="test cleanup")
 
     assert_complete(messages)
     assert [m.event for m in messages] == ["status", "failed"], [m.event for m in messages]
