@@ -11,6 +11,7 @@ per tool call, and it recomputed the terminal event's completeness proof from wh
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import uuid
@@ -19,7 +20,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Locator,
+    Page,
+    Request,
+    async_playwright,
+)
 
 from agentstream.devstack.sse_client import SseMessage
 from agentstream.devstack.stack import LocalStack
@@ -235,16 +243,25 @@ async def test_a_follow_up_goes_to_the_same_conversation(
     assert tab.errors == []
 
 
+@contextlib.asynccontextmanager
+async def slow_question(
+    stack: LocalStack, tab: Tab, prefix: str
+) -> AsyncIterator[tuple[str, Locator]]:
+    """The sample question asked on the page of a fresh org whose agent streams slowly (a run
+    lasts seconds): its run and its turn on the page."""
+    org = f"{prefix}{uuid.uuid4().hex[:8]}"
+    async with stack.dedicated_agent(org, env={"SCRIPTED_TOKEN_DELAY_S": "0.08"}):
+        await tab.page.goto(f"{stack.gateway_urls[0]}/?org={org}")
+        run = await tab.ask(SAMPLE)
+        yield run, tab.page.locator(f'.turn[data-run="{run}"]')
+
+
 async def test_a_reload_mid_run_resumes_without_duplicates(
     stack: LocalStack, http: httpx.AsyncClient, tab: Tab
 ) -> None:
     gateway = stack.gateway_urls[0]
-    org = f"pageslow{uuid.uuid4().hex[:8]}"
-    async with stack.dedicated_agent(org, env={"SCRIPTED_TOKEN_DELAY_S": "0.08"}):
+    async with slow_question(stack, tab, "pageslow") as (run, turn):
         page = tab.page
-        await page.goto(f"{gateway}/?org={org}")
-        run = await tab.ask(SAMPLE)
-        turn = page.locator(f'.turn[data-run="{run}"]')
         # The table is drawn and the answer is streaming in when the page reloads.
         await turn.locator(".sql-result").wait_for(timeout=WAIT_MS)
         await turn.locator('.step[data-tool="run_sql"] ~ .text').wait_for(timeout=WAIT_MS)
@@ -262,12 +279,8 @@ async def test_a_reload_mid_run_resumes_without_duplicates(
 
 async def test_cancel_ends_the_run(stack: LocalStack, http: httpx.AsyncClient, tab: Tab) -> None:
     gateway = stack.gateway_urls[0]
-    org = f"pagecancel{uuid.uuid4().hex[:8]}"
-    async with stack.dedicated_agent(org, env={"SCRIPTED_TOKEN_DELAY_S": "0.08"}):
+    async with slow_question(stack, tab, "pagecancel") as (run, turn):
         page = tab.page
-        await page.goto(f"{gateway}/?org={org}")
-        run = await tab.ask(SAMPLE)
-        turn = page.locator(f'.turn[data-run="{run}"]')
         await turn.locator(".step").first.wait_for(timeout=WAIT_MS)
         assert await page.locator("#send").is_disabled()
         await turn.locator("button.cancel").click()
