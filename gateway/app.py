@@ -19,6 +19,7 @@ from agentstream.runtime.openapi_bodies import publish_body_schemas
 from agentstream.runtime.run_history import HistoryReader
 from agentstream.runtime.temporal import connect_temporal
 from gateway.auth import Authenticator
+from gateway.cors import cross_origin
 from gateway.front_routes import FrontRoutedApp, operations
 from gateway.latency_metrics import declare_all
 from gateway.limits import RateLimiter, StreamSlots
@@ -153,6 +154,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     ]
     app = FrontRoutedApp(
         front_routes=front_routes,
+        outermost=cross_origin(settings.cors_allow_origins),
         title="agentstream gateway",
         version="0.1.0",
         lifespan=lifespan,

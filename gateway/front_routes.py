@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -54,13 +54,28 @@ def operations(routes: Sequence[RawRoute]) -> dict[str, dict[str, Any]]:
 
 
 class FrontRoutedApp(FastAPI):
-    """FastAPI, with ``front_routes`` matched (on method and path) ahead of everything else."""
+    """FastAPI, with ``front_routes`` matched (on method and path) ahead of everything else.
 
-    def __init__(self, *, front_routes: Sequence[RawRoute], **kwargs: Any) -> None:
+    ``outermost`` wraps the whole of it, front routes included (FastAPI's own middleware runs
+    only for the requests FastAPI routes): e.g. CORS, whose preflight a front route's path must
+    answer too.
+    """
+
+    def __init__(
+        self,
+        *,
+        front_routes: Sequence[RawRoute],
+        outermost: Callable[[ASGIApp], ASGIApp] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.front_routes = tuple(front_routes)
+        self._entry: ASGIApp = self._dispatch if outermost is None else outermost(self._dispatch)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self._find(scope) if scope["type"] == "http" else None
         if handler is None:
             await super().__call__(scope, receive, send)

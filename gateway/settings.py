@@ -6,7 +6,9 @@ A field's variable is its name in upper case (``SSE_PING_S``); the shared ones (
 
 from __future__ import annotations
 
-from agentstream.runtime.settings import TrustedSettings
+import msgspec
+
+from agentstream.runtime.settings import CommaList, TrustedSettings
 from agentstream.runtime.temporal import DEFAULT_RUN_TIMEOUT_S
 from gateway.unstarted import DEFAULT_START_GRACE_S
 
@@ -15,6 +17,9 @@ class GatewaySettings(TrustedSettings, frozen=True, kw_only=True):
     """Everything the gateway reads from its environment."""
 
     public_url: str = ""
+    # Origins of pages served elsewhere that may call the API and read its streams (``*``: any);
+    # none, no CORS header (the gateway's own page is same-origin).
+    cors_allow_origins: CommaList = msgspec.field(default_factory=list)
     runs_max_age_s: float = 86_400.0
     runs_replicas: int = 1
     sse_ping_s: float = 15.0
