@@ -21,7 +21,7 @@ from agentstream.runtime.temporal import connect_temporal
 from gateway.auth import Authenticator
 from gateway.cors import cross_origin
 from gateway.front_routes import FrontRoutedApp, operations
-from gateway.latency_metrics import declare_all
+from gateway.latency_metrics import bridge_timings, declare_all
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
 from gateway.open_runs import OpenRuns
@@ -130,6 +130,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     rate_limiter=RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst),
                     stream_slots=StreamSlots(settings.max_streams_per_key),
                     metrics=metrics,
+                    bridge_timings=bridge_timings(metrics),
                 )
             }
         finally:

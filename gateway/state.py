@@ -13,6 +13,7 @@ from agentstream.runtime.message_store import MessageStore
 from agentstream.runtime.metrics import Metrics
 from agentstream.runtime.run_history import HistoryReader
 from gateway.auth import Authenticator, Principal
+from gateway.latency_metrics import BridgeTimings
 from gateway.limits import RateLimiter, StreamSlots
 from gateway.live_hub import LiveHub
 from gateway.open_runs import OpenRuns
@@ -41,6 +42,7 @@ class GatewayState:
     rate_limiter: RateLimiter
     stream_slots: StreamSlots
     metrics: Metrics
+    bridge_timings: BridgeTimings
 
 
 async def gateway_state(request: Request) -> GatewayState:

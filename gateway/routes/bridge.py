@@ -23,7 +23,7 @@ from agentstream.runtime.openapi_bodies import json_body
 from agentstream.runtime.tokens import TokenClaims, TokenError, verify_token
 from gateway.auth import parse_bearer
 from gateway.front_routes import RawRoute
-from gateway.latency_metrics import BRIDGE_PUBLISH, POST_TO_FIRST_AGENT_EVENT, histogram, posted_at
+from gateway.latency_metrics import posted_at
 from gateway.raw_asgi import header, path_id, read_body, send_error, send_json
 from gateway.run_appender import AgentEvent
 from gateway.state import GatewayState
@@ -98,12 +98,12 @@ async def publish_chunk(gw: GatewayState, run: str, claims: TokenClaims, body: b
     ]
     started = perf_counter()
     stored = await gw.appender.append(claims.org, run, claims.attempt, outgoing)
-    histogram(gw.metrics, BRIDGE_PUBLISH).observe(perf_counter() - started)
+    gw.bridge_timings.publish.observe(perf_counter() - started)
     if outgoing[0].n == 0 and not stored.duplicate:
         # The attempt's first event: the run's answer starts streaming now.
         posted = posted_at(run)
         if posted is not None:
-            histogram(gw.metrics, POST_TO_FIRST_AGENT_EVENT).observe(max(0.0, time() - posted))
+            gw.bridge_timings.post_to_first_agent_event.observe(max(0.0, time() - posted))
     return Published(ids=stored.ids, duplicate=stored.duplicate)
 
 
