@@ -31,7 +31,7 @@ from gateway.conversation_stream import parse_position, stream_conversation
 from gateway.front_routes import RawRoute
 from gateway.raw_asgi import header, send_error
 from gateway.routes import stream
-from gateway.routes.stream import _TerminalCheck
+from gateway.routes.stream import TerminalCheck
 from gateway.routes.stream_operation import stream_operation
 from gateway.sse_frames import opening
 from gateway.sse_response import SseStream
@@ -221,7 +221,7 @@ async def _serve_stream(scope: Scope, receive: Receive, send: Send) -> None:
             # Twice a ping interval: a ping is never much later than due.
             tick_s=settings.sse_ping_s / 2,
             on_cut=sse.too_slow,
-            on_run_idle=lambda run: _TerminalCheck(gw, org, run),
+            on_run_idle=lambda run: TerminalCheck(gw, org, run),
         )
         return sse, opening(name, settings.sse_retry_ms), batches
 

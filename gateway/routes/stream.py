@@ -316,7 +316,7 @@ def _prepare(gw: GatewayState, run: str, opened: Opened, framing: Framing | None
         # Twice a ping interval: a ping is never much later than due.
         tick_s=settings.sse_ping_s / 2,
         on_cut=sse.too_slow,
-        on_idle=_TerminalCheck(gw, opened.org, run),
+        on_idle=TerminalCheck(gw, opened.org, run),
     )
     if framing is not None:
         return sse, framing.opening(), _framed(batches, framing)
@@ -331,7 +331,7 @@ async def _framed(
             yield framing.frames(batch) if batch else batch
 
 
-class _TerminalCheck:
+class TerminalCheck:
     """What a quiet stream does: ask whether its run closed without a terminal event.
 
     The first quiet spell already asks: a run that closed without one (timed out, terminated)
