@@ -26,6 +26,7 @@ from pathlib import Path
 import nats
 from nats.aio.client import Client as NATSClient
 from nats.js.api import RePublish, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
 
 CONF = Path(__file__).with_name("nats.conf")
 PASSWORDS = {
@@ -121,6 +122,22 @@ async def expect_denied(name: str, call: Awaitable[object], errors: list[Excepti
     check(name, any("permissions violation" in str(e).lower() for e in errors[seen:]))
 
 
+async def stream_ready(js: JetStreamContext, stream: str, replicas: int) -> bool:
+    """Whether ``stream`` gets a leader and all its replicas catch up within 30 s: until then a
+    new R3 stream refuses stores (no responders), which would fail the checks after it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while loop.time() < deadline:
+        cluster = (await js.stream_info(stream)).cluster
+        leader = cluster.leader if cluster is not None else None
+        followers = (cluster.replicas or []) if cluster is not None else []
+        caught_up = len(followers) == replicas - 1 and all(f.current for f in followers)
+        if leader and caught_up:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
 async def run_checks(servers: list[str]) -> None:
     gw, gw_err = await connect(servers, "gateway", "gpw")
     js = gw.jetstream()
@@ -138,6 +155,7 @@ async def run_checks(servers: list[str]) -> None:
     await js.update_stream(cfg)
     info = await js.stream_info("RUNS")
     check("gateway creates and updates RUNS (3 replicas)", info.config.num_replicas == 3)
+    check("RUNS elects a leader, its replicas current", await stream_ready(js, "RUNS", 3))
 
     live = await gw.subscribe("live.>")
     ack = await js.publish(
